@@ -1,0 +1,142 @@
+"""The `widgetal` command: each subcommand parses, calls one package function, and prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import WidgetalError
+from .queue import DEFAULT_URL, Queue
+
+app = typer.Typer(
+    help="Active-learning labelling: a SQL queue, a labelling app, and a retraining orchestrator.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+DbOption = typer.Option(
+    None, "--db", help="Database URL (default: $WIDGETAL_DB_URL or sqlite:///widgetal.db)."
+)
+
+
+def db_url(db: Optional[str]) -> str:
+    """The database URL from --db, else $WIDGETAL_DB_URL, else the SQLite default."""
+    return db or os.environ.get("WIDGETAL_DB_URL") or DEFAULT_URL
+
+
+def open_queue(db: Optional[str], **kwargs) -> Queue:
+    return Queue(db_url(db), **kwargs)
+
+
+@app.command()
+def init(
+    labels: str = typer.Option(..., help="Comma-separated label set, in order: negative,positive"),
+    instructions: Optional[str] = typer.Option(None, help="Instructions shown to labellers."),
+    db: Optional[str] = DbOption,
+):
+    """Create the database (if needed) and store the label set."""
+    label_list = [x.strip() for x in labels.split(",")]
+    q = open_queue(db, labels=label_list, instructions=instructions)
+    console.print(f"Project ready at {q.engine.url.render_as_string(hide_password=True)} "
+                  f"with labels {q.labels}.")
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file."),
+    text_col: str = typer.Option("text", help="Column holding the text."),
+    id_col: Optional[str] = typer.Option(None, help="Column holding a unique id (else: hash of text)."),
+    label_col: Optional[str] = typer.Option(None, help="Column with existing labels, if any."),
+    encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
+    labeller: str = typer.Option("import", help="Labeller recorded for labels from --label-col."),
+    db: Optional[str] = DbOption,
+):
+    """Add texts from a file; importing the same file again adds nothing twice."""
+    q = open_queue(db)
+    result = q.add(
+        str(file), text=text_col, id=id_col, label=label_col, labeller=labeller, encoding=encoding
+    )
+    console.print(
+        f"Added {result.added} texts ({result.labels_added} with labels); "
+        f"{result.already_present} were already there"
+        + (f"; {result.merged_duplicates} repeated texts merged" if result.merged_duplicates else "")
+        + "."
+    )
+
+
+@app.command()
+def status(db: Optional[str] = DbOption):
+    """Counts, progress, and the latest model run."""
+    q = open_queue(db)
+    p = q.progress()
+    console.print(f"Labels: {q.labels or '(none: run widgetal init)'}")
+    console.print(f"Items: {p.total}   labelled: {p.done}   left: {p.left}   ({p.fraction:.1%})")
+    if p.per_label:
+        table = Table("label", "count")
+        for name, n in p.per_label.items():
+            table.add_row(name, str(n))
+        console.print(table)
+    if p.per_labeller:
+        table = Table("labeller", "labels")
+        for name, n in sorted(p.per_labeller.items(), key=lambda kv: -kv[1]):
+            table.add_row(name, str(n))
+        console.print(table)
+    runs = q.runs(limit=1)
+    if runs:
+        r = runs[0]
+        state = f"error: {r['error']}" if r["error"] else (r["model_file"] or "no model")
+        console.print(
+            f"Latest run #{r['id']} at {r['started_at']}: {r['n_labels']} labels, "
+            f"metrics {r['metrics']}, {state}"
+        )
+    else:
+        console.print("No orchestrator run yet.")
+
+
+@app.command()
+def export(
+    file: Path = typer.Argument(..., help="Output .csv, .jsonl or .parquet."),
+    db: Optional[str] = DbOption,
+):
+    """Write the labels that count (with text, labeller and time) to a file."""
+    from .io import write_labels
+
+    q = open_queue(db)
+    frame = q.labelled()
+    write_labels(frame, file)
+    console.print(f"Wrote {len(frame)} labels to {file}.")
+
+
+def main() -> None:
+    """Entry point: widgetal's own errors become one clear line and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except WidgetalError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except (ValueError,) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Files in (CSV, JSONL, Parquet, DataFrame) and labels out, with validation before anything is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import InvalidInput
+
+#: Row numbers in messages are capped so an error about 100,000 rows stays readable.
+_SHOW = 10
+
+
+@dataclass
+class PreparedRows:
+    """Validated columns, ready for the queue's bulk insert."""
+
+    external_ids: list[str]
+    texts: list[str]
+    metas: list[dict[str, Any] | None]
+    labels: list[str | None]
+    merged_duplicates: int = 0
+
+
+def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet file (chosen by extension) into a DataFrame of strings.
+
+    Raises
+    ------
+    InvalidInput
+        Missing file, unknown extension, undecodable bytes, or malformed content.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"No such file: {path}")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"):
+            sep = "\t" if suffix.startswith(".tsv") else ","
+            return pd.read_csv(
+                path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding
+            )
+        if suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
+            return pd.read_json(path, lines=True, dtype=False, encoding=encoding)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path} is not valid {encoding} (byte {exc.start}: {exc.reason}). "
+            "Name the file's encoding, e.g. --encoding latin-1."
+        ) from exc
+    except LookupError as exc:
+        raise InvalidInput(f"Unknown encoding '{encoding}': {exc}") from exc
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise InvalidInput(f"Cannot read {path} as {suffix[1:]}: {exc}") from exc
+    raise InvalidInput(
+        f"Don't know how to read '{path.name}': use .csv, .tsv, .jsonl or .parquet."
+    )
+
+
+def prepare_rows(
+    frame: pd.DataFrame,
+    text: str = "text",
+    id: str | None = None,  # noqa: A002
+    label: str | None = None,
+    labels: list[str] | None = None,
+) -> PreparedRows:
+    """Check a table and turn it into rows for the queue; raise before anything is stored.
+
+    Row numbers in messages count data rows from 1 (a CSV's header is not a row).
+
+    Raises
+    ------
+    InvalidInput
+        Missing columns; empty or whitespace-only texts; duplicate ids; labels outside
+        the label set.
+    """
+    _require_columns(frame, [c for c in (text, id, label) if c is not None])
+    texts = frame[text].map(_as_text)
+    empty = texts.str.strip() == ""
+    if empty.any():
+        raise InvalidInput(
+            f"{int(empty.sum())} empty or whitespace-only texts in column '{text}' "
+            f"at rows {_rows(empty)}; fix or drop them and import again. Nothing was imported."
+        )
+    merged = 0
+    if id is not None:
+        ids = frame[id].map(_as_text).str.strip()
+        missing = ids == ""
+        if missing.any():
+            raise InvalidInput(f"Empty ids in column '{id}' at rows {_rows(missing)}.")
+        dup = ids.duplicated(keep=False)
+        if dup.any():
+            examples = ", ".join(repr(v) for v in ids[dup].unique()[:_SHOW])
+            raise InvalidInput(
+                f"Duplicate ids in column '{id}' ({examples}) at rows {_rows(dup)}: each row "
+                "needs its own id. Nothing was imported."
+            )
+        keep = pd.Series(True, index=frame.index)
+    else:
+        # Without an id column a text's identity is its content: the same text is one item.
+        ids = texts.map(text_id)
+        keep = ~ids.duplicated(keep="first")
+        merged = int((~keep).sum())
+
+    values: list[str | None]
+    if label is not None:
+        raw = frame[label].map(lambda v: None if _is_missing(v) else str(v).strip())
+        raw = raw.where(raw != "", None)
+        outside = raw.notna() & ~raw.isin(labels or [])
+        if outside.any():
+            bad = ", ".join(repr(v) for v in raw[outside].unique()[:_SHOW])
+            raise InvalidInput(
+                f"Labels outside the label set {labels} in column '{label}': {bad} at rows "
+                f"{_rows(outside)}. Fix them, or start a project with those labels. "
+                "Nothing was imported."
+            )
+        values = raw.tolist()
+    else:
+        values = [None] * len(frame)
+
+    other = [c for c in frame.columns if c not in (text, id, label)]
+    metas: list[dict[str, Any] | None]
+    if other:
+        metas = [
+            {k: _jsonable(v) for k, v in rec.items()}
+            for rec in frame[other].to_dict("records")
+        ]
+    else:
+        metas = [None] * len(frame)
+
+    mask = keep.to_numpy()
+    return PreparedRows(
+        external_ids=[e for e, k in zip(ids.tolist(), mask) if k],
+        texts=[t for t, k in zip(texts.tolist(), mask) if k],
+        metas=[m for m, k in zip(metas, mask) if k],
+        labels=[v for v, k in zip(values, mask) if k],
+        merged_duplicates=merged,
+    )
+
+
+def text_id(text: str) -> str:
+    """The external id of a text that came without one: a hash of its content."""
+    return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def write_labels(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write labels to CSV, JSONL or Parquet, by the file's extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, date_format="iso", force_ascii=False)
+    elif suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        raise InvalidInput(f"Can export to .csv, .jsonl or .parquet, not '{path.name}'.")
+
+
+def _require_columns(frame: pd.DataFrame, needed: list[str]) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"Missing column(s) {missing}; the file has {list(map(str, frame.columns))}. "
+            "Name the right ones with --text-col / --id-col / --label-col."
+        )
+
+
+def _rows(mask: pd.Series) -> str:
+    positions = [int(i) + 1 for i in mask.to_numpy().nonzero()[0]]
+    shown = ", ".join(map(str, positions[:_SHOW]))
+    return shown + (f" and {len(positions) - _SHOW} more" if len(positions) > _SHOW else "")
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_text(value: Any) -> str:
+    return "" if _is_missing(value) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if _is_missing(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)

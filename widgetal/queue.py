@@ -1,0 +1,563 @@
+"""The labelling queue: exactly-once hand-out with leases, append-only labels, set-based reorder."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from . import sql
+from .errors import (
+    DatabaseUnavailable,
+    ItemAlreadyLabelled,
+    LabelNotInLabelSet,
+    LabelSetMismatch,
+    NothingToUndo,
+    NotInitialised,
+    UnknownItem,
+)
+from .schema import create_or_check
+
+DEFAULT_URL = "sqlite:///widgetal.db"
+_SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
+_CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
+
+
+@dataclass(frozen=True)
+class Item:
+    """One text handed to a labeller."""
+
+    item_id: int
+    external_id: str
+    text: str
+    meta: dict[str, Any] | None = None
+    priority: float = 0.0
+    ranked_by: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts for a progress bar: cheap enough to read on every click."""
+
+    total: int
+    done: int
+    per_label: dict[str, int] = field(default_factory=dict)
+    per_labeller: dict[str, int] = field(default_factory=dict)
+    mine: int | None = None
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What an import did."""
+
+    added: int
+    already_present: int
+    labels_added: int
+    merged_duplicates: int = 0
+
+
+class Queue:
+    """A labelling queue in one SQL database (SQLite file or PostgreSQL).
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``sqlite:///labels.db`` or ``postgresql://user:pw@host/db``.
+    labels : list of str, optional
+        The label set, in order. Stored on first use; must match the stored one afterwards.
+    instructions : str, optional
+        Shown to labellers; stored in the database.
+    lease_seconds : float
+        How long a popped item stays reserved for its labeller.
+
+    Examples
+    --------
+    >>> q = Queue("sqlite://", labels=["negative", "positive"])
+    >>> q.add(["great film", "dull film"]).added
+    2
+    >>> item = q.pop("ana")
+    >>> q.submit(item.item_id, "positive", "ana")
+    >>> q.progress().done
+    1
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        labels: Sequence[str] | None = None,
+        instructions: str | None = None,
+        lease_seconds: float = 600,
+    ):
+        self.url = _normalise_url(url)
+        self.lease_seconds = lease_seconds
+        self.engine = _make_engine(self.url)
+        with self._translate_errors(), self._write() as conn:
+            create_or_check(conn)
+            stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
+            if labels is not None:
+                labels = _check_label_set(labels)
+                if stored is None:
+                    _write_setting(conn, "labels", labels)
+                elif list(stored) != labels:
+                    raise LabelSetMismatch(
+                        f"This database's label set is {stored}, not {labels}. Open it without "
+                        "labels= to use the stored set, or use another database."
+                    )
+                stored = labels
+            if instructions is not None:
+                _write_setting(conn, "instructions", instructions)
+        self._labels: list[str] = list(stored or [])
+
+    def __repr__(self) -> str:
+        return f"Queue({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- settings ---------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """The label set, in order (empty until ``widgetal init``)."""
+        return list(self._labels)
+
+    @property
+    def instructions(self) -> str:
+        with self._read() as conn:
+            return conn.execute(sql.read_setting, {"key": "instructions"}).scalar() or ""
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # -- adding texts -----------------------------------------------------------------------
+
+    def add(
+        self,
+        data: pd.DataFrame | Sequence[str] | str,
+        text: str = "text",
+        id: str | None = None,  # noqa: A002 - mirrors the CLI's --id-col
+        label: str | None = None,
+        labeller: str = "import",
+        encoding: str = "utf-8",
+        progress: bool = False,
+    ) -> AddResult:
+        """Add texts from a DataFrame, a list of strings, or a CSV / JSONL / Parquet path.
+
+        Validation happens first; on any error nothing is added. Items whose external id is
+        already stored are left alone, so importing the same file twice adds nothing twice.
+        Rows with a value in the ``label`` column arrive labelled by ``labeller``.
+        """
+        from . import io  # io reads files; the queue only stores rows
+
+        if isinstance(data, str) or hasattr(data, "__fspath__"):
+            frame = io.read_table(data, encoding=encoding)
+        elif isinstance(data, pd.DataFrame):
+            frame = data
+        else:
+            frame = pd.DataFrame({text: list(data)})
+        if label is not None and not self._labels:
+            raise NotInitialised(_NOT_INITIALISED)
+        rows = io.prepare_rows(frame, text=text, id=id, label=label, labels=self._labels)
+        now = _utcnow()
+        added = present = n_labels = 0
+        with self._translate_errors(), self._write() as conn:
+            for start in range(0, len(rows.external_ids), _CHUNK):
+                chunk = slice(start, start + _CHUNK)
+                ext = rows.external_ids[chunk]
+                existing = set(conn.execute(sql.find_external_ids, {"external_ids": ext}).scalars())
+                new = [i for i, e in enumerate(ext, start) if e not in existing]
+                present += len(ext) - len(new)
+                if not new:
+                    continue
+                params = [
+                    {
+                        "external_id": rows.external_ids[i],
+                        "text": rows.texts[i],
+                        "meta": rows.metas[i],
+                        "created_at": now,
+                        "done_at": now if rows.labels[i] is not None else None,
+                    }
+                    for i in new
+                ]
+                ids = dict((e, i) for i, e in conn.execute(sql.insert_items, params).all())
+                added += len(new)
+                label_rows = [
+                    {
+                        "item_id": ids[rows.external_ids[i]],
+                        "label": rows.labels[i],
+                        "labeller": labeller,
+                        "created_at": now,
+                    }
+                    for i in new
+                    if rows.labels[i] is not None
+                ]
+                if label_rows:
+                    conn.execute(sql.insert_label, label_rows)
+                    n_labels += len(label_rows)
+        return AddResult(added, present, n_labels, rows.merged_duplicates)
+
+    # -- the labeller's verbs ---------------------------------------------------------------
+
+    def pop(self, labeller: str) -> Item | None:
+        """Lease the best free item to ``labeller``; None when nothing is left for them.
+
+        A labeller who already holds a live lease gets that same item back, so a reloaded
+        page does not strand it.
+        """
+        labeller = _check_labeller(labeller)
+        now = _utcnow()
+        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
+        with self._translate_errors(), self._write() as conn:
+            own = conn.execute(sql.find_own_lease, params).scalar()
+            if own is not None:
+                row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
+            else:
+                row = conn.execute(sql.lease_next_item, params).first()
+                if row is None and self.dialect == "postgresql":
+                    row = conn.execute(sql.lease_next_item_waiting, params).first()
+        return _item(row) if row is not None else None
+
+    def submit(
+        self, item_id: int, label: str, labeller: str, seconds: float | None = None
+    ) -> None:
+        """Record ``label`` for an item. The first label wins.
+
+        Raises
+        ------
+        LabelNotInLabelSet
+            If ``label`` is not one of the project's labels.
+        ItemAlreadyLabelled
+            If the item was labelled first by someone (or something) else.
+        UnknownItem
+            If there is no such item.
+        """
+        labeller = _check_labeller(labeller)
+        if not self._labels:
+            raise NotInitialised(_NOT_INITIALISED)
+        if label not in self._labels:
+            raise LabelNotInLabelSet(
+                f"'{label}' is not in this project's label set {self._labels}; nothing was saved."
+            )
+        now = _utcnow()
+        with self._translate_errors(), self._write() as conn:
+            won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
+            if won is None:
+                exists = conn.execute(sql.item_exists, {"item_id": item_id}).first()
+                if exists is None:
+                    raise UnknownItem(f"There is no item {item_id}; nothing was saved.")
+                raise ItemAlreadyLabelled(
+                    f"Item {item_id} was already labelled by someone else, so your label "
+                    f"'{label}' was not recorded. Take the next text."
+                )
+            conn.execute(
+                sql.insert_label,
+                {
+                    "item_id": item_id,
+                    "label": label,
+                    "labeller": labeller,
+                    "created_at": now,
+                    "seconds": seconds,
+                },
+            )
+
+    def skip(self, item_id: int, labeller: str) -> None:
+        """Give the item back to the queue; this labeller is not shown it again."""
+        labeller = _check_labeller(labeller)
+        params = {"item_id": item_id, "labeller": labeller}
+        with self._translate_errors(), self._write() as conn:
+            if conn.execute(sql.item_exists, params).first() is None:
+                raise UnknownItem(f"There is no item {item_id}.")
+            if conn.execute(sql.find_skip, params).first() is None:
+                conn.execute(sql.insert_skip, {**params, "created_at": _utcnow()})
+            conn.execute(sql.release_lease, params)
+
+    def undo(self, labeller: str) -> Item:
+        """Mark this labeller's latest label undone and hand its item back to them.
+
+        The label stays in the history, marked undone. Any other item the labeller held is
+        released to the queue.
+        """
+        labeller = _check_labeller(labeller)
+        now = _utcnow()
+        with self._translate_errors(), self._write() as conn:
+            latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
+            if latest is None:
+                raise NothingToUndo(f"{labeller} has no label to undo.")
+            held = conn.execute(sql.find_own_lease, {"labeller": labeller, "now": now}).scalar()
+            if held is not None and held != latest.item_id:
+                conn.execute(sql.release_lease, {"item_id": held, "labeller": labeller})
+            conn.execute(sql.mark_label_undone, {"label_id": latest.id, "now": now})
+            row = conn.execute(
+                sql.reopen_item,
+                {"item_id": latest.item_id, "labeller": labeller, "expires_at": self._expiry(now)},
+            ).one()
+        return _item(row)
+
+    # -- the orchestrator's verbs ------------------------------------------------------------
+
+    def reorder(
+        self, item_ids: Sequence[int], scores: Sequence[float], ranked_by: int | None = None
+    ) -> int:
+        """Set priorities (higher = served sooner) in one set-based transaction.
+
+        Only items not done change; leases stay as they are. Returns how many items changed.
+        """
+        ids = np.asarray(item_ids, dtype=np.int64)
+        vals = np.asarray(scores, dtype=np.float64)
+        if ids.shape != vals.shape or ids.ndim != 1:
+            raise ValueError(
+                f"item_ids and scores must be 1-D and the same length, got {ids.shape} and "
+                f"{vals.shape}."
+            )
+        if not np.all(np.isfinite(vals)):
+            raise ValueError("scores must be finite numbers (no NaN or infinity).")
+        with self._translate_errors():
+            if self.dialect == "sqlite":
+                return self._reorder_sqlite(ids.tolist(), vals.tolist(), ranked_by)
+            return self._reorder_postgresql(ids.tolist(), vals.tolist(), ranked_by)
+
+    def _reorder_sqlite(self, ids: list[int], vals: list[float], ranked_by: int | None) -> int:
+        with self.engine.connect() as conn:
+            # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
+            with conn.execution_options(widgetal_begin="DEFERRED").begin():
+                conn.execute(sql.create_scores_table_sqlite)
+                conn.execute(sql.clear_scores_table_sqlite)
+                for start in range(0, len(ids), 100_000):
+                    conn.execute(
+                        sql.insert_scores_sqlite,
+                        [
+                            {"i": i, "s": s}
+                            for i, s in zip(ids[start : start + 100_000], vals[start : start + 100_000])
+                        ],
+                    )
+            with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
+                changed = conn.execute(sql.apply_priorities_sqlite, {"ranked_by": ranked_by}).rowcount
+                conn.execute(sql.clear_scores_table_sqlite)
+        return changed
+
+    def _reorder_postgresql(self, ids: list[int], vals: list[float], ranked_by: int | None) -> int:
+        changed = 0
+        with self._write() as conn:
+            for start in range(0, len(ids), 50_000):
+                changed += conn.execute(
+                    sql.apply_priorities_postgresql,
+                    {
+                        "ranked_by": ranked_by,
+                        "item_ids": ids[start : start + 50_000],
+                        "scores": vals[start : start + 50_000],
+                    },
+                ).rowcount
+        return changed
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def progress(self, labeller: str | None = None) -> Progress:
+        """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count."""
+        with self._translate_errors(), self._read() as conn:
+            total, done = conn.execute(sql.count_items).one()
+            per_label = dict(conn.execute(sql.count_per_label).all())
+            per_labeller = dict(conn.execute(sql.count_per_labeller).all())
+        ordered = {name: per_label.pop(name, 0) for name in self._labels}
+        ordered.update(per_label)
+        mine = per_labeller.get(labeller, 0) if labeller is not None else None
+        return Progress(total, done, ordered, per_labeller, mine)
+
+    def count_label_events(self) -> int:
+        """All labels ever given, undone ones included: grows with every submit."""
+        with self._translate_errors(), self._read() as conn:
+            return conn.execute(sql.count_label_events).scalar_one()
+
+    def labelled(self) -> pd.DataFrame:
+        """The labels that count, one row each, with text and labeller."""
+        columns = ["item_id", "external_id", "text", "label", "labeller", "created_at", "seconds"]
+        with self._translate_errors(), self._read() as conn:
+            rows = conn.execute(sql.read_labelled).all()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame
+
+    def undone(self) -> pd.DataFrame:
+        """Every item not done (``item_id``, ``text``), in current queue order."""
+        with self._translate_errors(), self._read() as conn:
+            rows = conn.execute(sql.read_undone_items).all()
+        return pd.DataFrame(rows, columns=["item_id", "text"])
+
+    def items(self, item_ids: Sequence[int]) -> list[Item]:
+        """Items by id, in the order asked for (unknown ids are left out)."""
+        found: dict[int, Item] = {}
+        with self._translate_errors(), self._read() as conn:
+            for chunk in _chunks(list(item_ids)):
+                for row in conn.execute(sql.read_items, {"item_ids": chunk}):
+                    found[row.id] = _item(row)
+        return [found[i] for i in item_ids if i in found]
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, **fields: Any) -> int:
+        """Open a run record; returns its id."""
+        with self._translate_errors(), self._write() as conn:
+            return conn.execute(sql.insert_run, {"started_at": _utcnow(), **fields}).scalar_one()
+
+    def finish_run(self, run_id: int, **fields: Any) -> None:
+        """Close a run record with what the cycle did (``error=`` if it failed)."""
+        with self._translate_errors(), self._write() as conn:
+            conn.execute(sql.finish_run, {"run_id": run_id, "finished_at": _utcnow(), **fields})
+
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Run records, newest first."""
+        with self._translate_errors(), self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(sql.read_runs, {"limit": limit})]
+
+    # -- feature cache ----------------------------------------------------------------------
+
+    def cached_features(self, featurizer: str, item_ids: Sequence[int]) -> dict[int, bytes]:
+        """Stored vectors (as bytes) for those of ``item_ids`` that have one."""
+        out: dict[int, bytes] = {}
+        with self._translate_errors(), self._read() as conn:
+            for chunk in _chunks([int(i) for i in item_ids]):
+                params = {"featurizer": featurizer, "item_ids": chunk}
+                out.update(conn.execute(sql.read_features, params).all())
+        return out
+
+    def store_features(self, featurizer: str, vectors: dict[int, bytes]) -> None:
+        """Cache vectors; the caller stores only ids it did not find."""
+        rows = [{"featurizer": featurizer, "item_id": int(i), "vector": v} for i, v in vectors.items()]
+        with self._translate_errors(), self._write() as conn:
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(sql.insert_features, rows[start : start + _CHUNK])
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _expiry(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.lease_seconds)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._translate_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._translate_errors(), self.engine.connect() as conn:
+            with conn.execution_options(widgetal_begin="DEFERRED").begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if _is_sqlite_lock(exc):
+                raise
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise DatabaseUnavailable(
+                f"Cannot reach the database at {where}: {_first_line(exc)}. Check that the "
+                "server is running and the URL is right; nothing was changed."
+            ) from exc
+
+
+_NOT_INITIALISED = (
+    "This database has no label set yet. Run `widgetal init --labels a,b` "
+    "or open it with Queue(url, labels=[...])."
+)
+
+
+def _normalise_url(url: str) -> str:
+    # psycopg 3 is the driver we depend on; plain postgresql:// would mean psycopg2 on
+    # SQLAlchemy 2.0.
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", str(url))
+
+
+def _make_engine(url: str) -> sa.Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseUnavailable(f"'{url}' is not a database URL: {exc}") from exc
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise DatabaseUnavailable(
+                f"No driver for {parsed.get_backend_name()}: pip install 'widgetal[postgres]'."
+            ) from exc
+    engine = sa.create_engine(parsed)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Take transactions into our own hands so that writers can BEGIN IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        if parsed.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("widgetal_begin", "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+    return engine
+
+
+def _write_setting(conn: sa.Connection, key: str, value: Any) -> None:
+    conn.execute(sql.delete_setting, {"key": key})
+    conn.execute(sql.insert_setting, {"key": key, "value": value})
+
+
+def _check_label_set(labels: Sequence[str]) -> list[str]:
+    if isinstance(labels, str):
+        raise ValueError("labels must be a list of strings, e.g. ['negative', 'positive'].")
+    cleaned = [str(x).strip() for x in labels]
+    if len(cleaned) < 2:
+        raise ValueError(f"A label set needs at least two labels, got {cleaned}.")
+    if any(not x for x in cleaned):
+        raise ValueError("Labels cannot be empty strings.")
+    if len(set(cleaned)) != len(cleaned):
+        raise ValueError(f"Labels must be distinct, got {cleaned}.")
+    return cleaned
+
+
+def _check_labeller(labeller: str) -> str:
+    if not isinstance(labeller, str) or not labeller.strip():
+        raise ValueError("Every label needs a labeller: pass a non-empty name.")
+    return labeller.strip()
+
+
+def _item(row: Any) -> Item:
+    return Item(row.id, row.external_id, row.text, row.meta, float(row.priority), row.ranked_by)
+
+
+def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _is_sqlite_lock(exc: Exception) -> bool:
+    return "database is locked" in str(exc)
+
+
+__all__ = ["Queue", "Item", "Progress", "AddResult", "DEFAULT_URL"]

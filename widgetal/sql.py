@@ -1,0 +1,237 @@
+"""Every SQL statement widgetal runs, named and explained; nobody else builds SQL.
+
+Statements are SQLAlchemy Core expressions where one expression serves SQLite and PostgreSQL,
+and ``text()`` with ``:named`` binds where a dialect needs its own wording. User input only
+ever arrives as bind parameters.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .schema import features, items, labels, runs, settings, skips
+
+_i = items.c
+_now = sa.bindparam("now")
+_labeller = sa.bindparam("labeller")
+
+# -- settings ---------------------------------------------------------------------------------
+
+# Read one project setting (label set, instructions, schema version).
+read_setting = sa.select(settings.c.value).where(settings.c.key == sa.bindparam("key"))
+
+# Write one project setting; callers delete first so one statement works on both databases.
+delete_setting = settings.delete().where(settings.c.key == sa.bindparam("key"))
+insert_setting = settings.insert()
+
+# -- items ------------------------------------------------------------------------------------
+
+# Which of these external ids are already stored: re-importing a file adds nothing twice.
+find_external_ids = sa.select(_i.external_id).where(
+    _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
+)
+
+# Add texts; RETURNING maps the new ids back to external ids for labels that come with them.
+insert_items = items.insert().returning(_i.id, _i.external_id)
+
+# The texts of some items (the widget shows one; the orchestrator featurizes many).
+read_items = sa.select(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by).where(
+    _i.id.in_(sa.bindparam("item_ids", expanding=True))
+)
+
+# Every item not yet done, in queue order: what the orchestrator scores.
+read_undone_items = (
+    sa.select(_i.id, _i.text).where(_i.done_at.is_(None)).order_by(_i.priority.desc(), _i.id)
+)
+
+# -- the hand-out -----------------------------------------------------------------------------
+
+_live_lease = sa.and_(_i.leased_by.is_not(None), _i.lease_expires_at > _now)
+
+# The item this labeller already holds: a reloaded page gets the same text back.
+find_own_lease = (
+    sa.select(_i.id)
+    .where(_i.leased_by == _labeller, _i.done_at.is_(None), _i.lease_expires_at > _now)
+    .order_by(_i.lease_expires_at.desc())
+    .limit(1)
+)
+
+_not_skipped_by_labeller = ~sa.exists().where(
+    skips.c.item_id == _i.id, skips.c.labeller == _labeller
+)
+
+
+def _next_free_item(skip_locked: bool) -> sa.Select:
+    return (
+        sa.select(_i.id)
+        .where(_i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller)
+        .order_by(_i.priority.desc(), _i.id)
+        .limit(1)
+        .with_for_update(skip_locked=skip_locked)
+    )
+
+
+def _lease(subquery: sa.Select) -> sa.Update:
+    return (
+        items.update()
+        .where(_i.id == subquery.scalar_subquery())
+        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+        .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+    )
+
+
+# Hand out the best free item and lease it, in one statement. PostgreSQL: FOR UPDATE SKIP
+# LOCKED lets concurrent labellers pass each other's rows; SQLite drops the clause and runs it
+# inside BEGIN IMMEDIATE, which serialises writers.
+lease_next_item = _lease(_next_free_item(skip_locked=True))
+
+# Same, but waiting for locked rows instead of skipping them. Used only when the skipping form
+# found nothing, which on PostgreSQL can mean "all candidates are locked by a reorder in
+# flight" rather than "queue empty"; waiting gives the right answer once it commits.
+lease_next_item_waiting = _lease(_next_free_item(skip_locked=False))
+
+# Renew the lease on an item this labeller holds (or is handed back by undo).
+renew_lease = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+)
+
+# Give an item back to the queue, but only if this labeller holds it.
+release_lease = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"), _i.leased_by == _labeller)
+    .values(leased_by=None, lease_expires_at=None)
+)
+
+# Remember a skip so this labeller is not shown the item again.
+insert_skip = skips.insert()
+find_skip = sa.select(skips.c.item_id).where(
+    skips.c.item_id == sa.bindparam("item_id"), skips.c.labeller == _labeller
+)
+
+# -- labels -----------------------------------------------------------------------------------
+
+# Mark an item done if nobody did first; no row back means someone else's label won.
+mark_item_done = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"), _i.done_at.is_(None))
+    .values(done_at=_now, leased_by=None, lease_expires_at=None)
+    .returning(_i.id)
+)
+
+# Does the item exist at all (to tell "unknown item" from "already labelled").
+item_exists = sa.select(_i.id, _i.done_at).where(_i.id == sa.bindparam("item_id"))
+
+# Append one label to the history.
+insert_label = labels.insert()
+
+# The labeller's latest label that still counts: what undo takes back.
+find_latest_label = (
+    sa.select(labels.c.id, labels.c.item_id)
+    .where(labels.c.labeller == _labeller, labels.c.undone_at.is_(None))
+    .order_by(labels.c.id.desc())
+    .limit(1)
+)
+
+# Undo keeps the history: the label is marked, never deleted.
+mark_label_undone = (
+    labels.update().where(labels.c.id == sa.bindparam("label_id")).values(undone_at=_now)
+)
+
+# An undone item is not done any more; it goes straight back to the labeller who undid it.
+reopen_item = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(done_at=None, leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+)
+
+# The labels that count, with their texts: training data and export.
+read_labelled = (
+    sa.select(
+        _i.id.label("item_id"),
+        _i.external_id,
+        _i.text,
+        labels.c.label,
+        labels.c.labeller,
+        labels.c.created_at,
+        labels.c.seconds,
+    )
+    .join(labels, labels.c.item_id == _i.id)
+    .where(labels.c.undone_at.is_(None))
+    .order_by(labels.c.id)
+)
+
+# -- progress (every click: each is an index-only or small aggregate) -------------------------
+
+# Items in all and items done.
+count_items = sa.select(
+    sa.func.count().label("total"),
+    sa.func.count(_i.done_at).label("done"),
+)
+
+# Labels that count, per label.
+count_per_label = (
+    sa.select(labels.c.label, sa.func.count().label("n"))
+    .where(labels.c.undone_at.is_(None))
+    .group_by(labels.c.label)
+)
+
+# Labels that count, per labeller.
+count_per_labeller = (
+    sa.select(labels.c.labeller, sa.func.count().label("n"))
+    .where(labels.c.undone_at.is_(None))
+    .group_by(labels.c.labeller)
+)
+
+# How many labels exist in all (undone included): the orchestrator's "new labels" trigger.
+count_label_events = sa.select(sa.func.count()).select_from(labels)
+
+# -- reorder ----------------------------------------------------------------------------------
+# Set-based: scores go into a temporary table in bulk, then one UPDATE joins it. Only items
+# not done change; leases are left as they are.
+
+# SQLite: a temp table lives in the connection's own temp database, so filling it does not
+# hold the main database's write lock.
+create_scores_table_sqlite = sa.text(
+    "CREATE TEMP TABLE IF NOT EXISTS widgetal_scores (item_id INTEGER PRIMARY KEY, score REAL)"
+)
+clear_scores_table_sqlite = sa.text("DELETE FROM widgetal_scores")
+insert_scores_sqlite = sa.text("INSERT INTO widgetal_scores (item_id, score) VALUES (:i, :s)")
+apply_priorities_sqlite = sa.text(
+    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by "
+    "FROM widgetal_scores AS s "
+    "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
+)
+
+# PostgreSQL: arrays unnested into a join, one chunk per statement, all in one transaction.
+apply_priorities_postgresql = sa.text(
+    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by "
+    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[])) "
+    "AS s(item_id, score) "
+    "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
+)
+
+# -- runs -------------------------------------------------------------------------------------
+
+# Open a run record at the start of a cycle.
+insert_run = runs.insert().returning(runs.c.id)
+
+# Close it with what the cycle found and did.
+finish_run = runs.update().where(runs.c.id == sa.bindparam("run_id"))
+
+# Runs, newest first: status, the widget's "ranked by" line, the models notebook.
+read_runs = sa.select(runs).order_by(runs.c.id.desc()).limit(sa.bindparam("limit"))
+
+# -- feature cache ----------------------------------------------------------------------------
+
+# Cached vectors for some items under one featurizer.
+read_features = sa.select(features.c.item_id, features.c.vector).where(
+    features.c.featurizer == sa.bindparam("featurizer"),
+    features.c.item_id.in_(sa.bindparam("item_ids", expanding=True)),
+)
+
+# Store new vectors.
+insert_features = features.insert()
