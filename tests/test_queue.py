@@ -1,0 +1,305 @@
+"""Queue semantics on a real SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from widgetal import Queue
+from widgetal.errors import (
+    DatabaseUnavailable,
+    ItemAlreadyLabelled,
+    LabelNotInLabelSet,
+    LabelSetMismatch,
+    NothingToUndo,
+    NotInitialised,
+    SchemaVersionMismatch,
+    UnknownItem,
+)
+from widgetal.schema import settings
+
+LABELS = ["negative", "positive"]
+
+
+def _texts(n: int) -> list[str]:
+    return [f"text number {i}" for i in range(n)]
+
+
+def test_pop_serves_highest_priority_first(queue):
+    queue.add(_texts(5))
+    ids = [i.item_id for i in queue.items(range(1, 6))]
+    queue.reorder(ids, [0.1, 0.9, 0.5, 0.7, 0.3])
+    order = []
+    for _ in ids:
+        item = queue.pop("ana")
+        order.append(item.item_id)
+        queue.submit(item.item_id, "positive", "ana")
+    assert order == [ids[1], ids[3], ids[2], ids[4], ids[0]]
+    assert queue.pop("ana") is None
+
+
+def test_pop_never_hands_out_a_leased_item(queue):
+    queue.add(_texts(3))
+    seen = {queue.pop(name).item_id for name in ("ana", "bob", "cy")}
+    assert len(seen) == 3
+    assert queue.pop("dee") is None  # all three leased, none free
+
+
+def test_labeller_holding_a_lease_gets_the_same_item_back(queue):
+    queue.add(_texts(3))
+    first = queue.pop("ana")
+    assert queue.pop("ana").item_id == first.item_id
+    assert queue.pop("bob").item_id != first.item_id
+
+
+def test_expired_lease_returns_item_to_the_queue(db_url):
+    q = Queue(db_url, labels=LABELS, lease_seconds=0.3)
+    q.add(["only one"])
+    held = q.pop("ana")
+    assert q.pop("bob") is None
+    time.sleep(0.5)
+    again = q.pop("bob")
+    assert again is not None and again.item_id == held.item_id
+
+
+def test_item_abandoned_by_a_killed_process_returns_after_lease(db_url):
+    q = Queue(db_url, labels=LABELS, lease_seconds=1.0)
+    q.add(["abandoned text", "other text"])
+    code = (
+        "import os, signal, sys\n"
+        "from widgetal import Queue\n"
+        f"q = Queue({db_url!r}, lease_seconds=1.0)\n"
+        "item = q.pop('crashing')\n"
+        "print(item.item_id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9
+    abandoned = int(proc.stdout.split()[0])
+    other = q.pop("bob")
+    assert other.item_id != abandoned  # still leased to the dead process
+    q.submit(other.item_id, "negative", "bob")
+    time.sleep(1.2)
+    assert q.pop("bob").item_id == abandoned
+
+
+def test_submit_refuses_a_label_outside_the_label_set(queue):
+    queue.add(_texts(1))
+    item = queue.pop("ana")
+    with pytest.raises(LabelNotInLabelSet, match="'neutral' is not in"):
+        queue.submit(item.item_id, "neutral", "ana")
+    assert queue.progress().done == 0
+    assert queue.labelled().empty
+
+
+def test_second_label_for_a_done_item_is_refused_and_first_kept(queue):
+    queue.add(_texts(1))
+    item = queue.pop("ana")
+    queue.submit(item.item_id, "positive", "ana")
+    with pytest.raises(ItemAlreadyLabelled, match="already labelled"):
+        queue.submit(item.item_id, "negative", "bob")
+    labelled = queue.labelled()
+    assert labelled[["item_id", "label", "labeller"]].values.tolist() == [
+        [item.item_id, "positive", "ana"]
+    ]
+
+
+def test_submit_to_unknown_item_says_so(queue):
+    with pytest.raises(UnknownItem):
+        queue.submit(12345, "positive", "ana")
+
+
+def test_undo_keeps_history_and_hands_item_back_to_that_labeller(queue):
+    queue.add(_texts(3))
+    first = queue.pop("ana")
+    queue.submit(first.item_id, "positive", "ana", seconds=2.5)
+    on_screen = queue.pop("ana")
+    back = queue.undo("ana")
+    assert back.item_id == first.item_id
+    assert queue.progress().done == 0
+    assert queue.pop("ana").item_id == first.item_id  # leased to ana again
+    assert queue.pop("bob").item_id == on_screen.item_id  # ana's other item was released
+    with queue.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT label, labeller, undone_at IS NOT NULL FROM widgetal_labels"
+        ).all()
+    assert [tuple(r) for r in rows] == [("positive", "ana", True)]
+    queue.submit(first.item_id, "negative", "ana")
+    assert queue.labelled().label.tolist() == ["negative"]
+
+
+def test_undo_without_labels_says_nothing_to_undo(queue):
+    with pytest.raises(NothingToUndo):
+        queue.undo("ana")
+
+
+def test_skip_hides_item_from_that_labeller_only(queue):
+    queue.add(_texts(2))
+    first = queue.pop("ana")
+    queue.skip(first.item_id, "ana")
+    second = queue.pop("ana")
+    assert second.item_id != first.item_id
+    queue.submit(second.item_id, "negative", "ana")
+    assert queue.pop("ana") is None
+    assert queue.pop("bob").item_id == first.item_id
+
+
+def test_reorder_touches_only_items_not_done_and_keeps_leases(queue):
+    queue.add(_texts(4))
+    done = queue.pop("ana")
+    queue.submit(done.item_id, "positive", "ana")
+    leased = queue.pop("bob")
+    ids = [done.item_id, leased.item_id] + [
+        i for i in range(1, 5) if i not in (done.item_id, leased.item_id)
+    ]
+    changed = queue.reorder(ids, [5.0, 4.0, 3.0, 2.0], ranked_by=None)
+    assert changed == 3
+    items = {i.item_id: i for i in queue.items(ids)}
+    assert items[done.item_id].priority == 0.0
+    assert items[leased.item_id].priority == 4.0
+    assert queue.pop("bob").item_id == leased.item_id  # lease survived
+    assert queue.pop("cy").item_id == ids[2]
+
+
+def test_reorder_rejects_mismatched_or_nan_scores(queue):
+    queue.add(_texts(2))
+    with pytest.raises(ValueError, match="same length"):
+        queue.reorder([1, 2], [0.5])
+    with pytest.raises(ValueError, match="finite"):
+        queue.reorder([1, 2], [0.5, float("nan")])
+
+
+def test_progress_counts_per_label_and_labeller(queue):
+    queue.add(_texts(5))
+    for name, label in [("ana", "positive"), ("ana", "negative"), ("bob", "positive")]:
+        item = queue.pop(name)
+        queue.submit(item.item_id, label, name)
+    p = queue.progress("ana")
+    assert (p.total, p.done, p.left, p.mine) == (5, 3, 2, 2)
+    assert p.per_label == {"negative": 1, "positive": 2}
+    assert p.per_labeller == {"ana": 2, "bob": 1}
+
+
+def test_reopening_with_another_label_set_is_refused(db_url):
+    Queue(db_url, labels=LABELS)
+    with pytest.raises(LabelSetMismatch, match="label set is"):
+        Queue(db_url, labels=["spam", "ham"])
+    assert Queue(db_url).labels == LABELS
+
+
+def test_submit_before_init_says_to_run_init(db_url):
+    q = Queue(db_url)
+    q.add(["a text"])
+    with pytest.raises(NotInitialised, match="widgetal init"):
+        q.submit(q.pop("ana").item_id, "positive", "ana")
+
+
+def test_database_of_another_schema_version_is_refused(db_url):
+    q = Queue(db_url, labels=LABELS)
+    with q.engine.begin() as conn:
+        conn.execute(settings.update().where(settings.c.key == "schema_version").values(value=99))
+    with pytest.raises(SchemaVersionMismatch, match="schema version 99"):
+        Queue(db_url)
+
+
+def test_unreachable_database_gives_a_clear_error(tmp_path):
+    with pytest.raises(DatabaseUnavailable, match="Cannot reach the database"):
+        Queue("postgresql://nobody:secret@127.0.0.1:1/none")
+    with pytest.raises(DatabaseUnavailable, match="Cannot reach"):
+        Queue(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+
+
+def test_password_is_not_shown_in_errors():
+    with pytest.raises(DatabaseUnavailable) as info:
+        Queue("postgresql://nobody:hunter2@127.0.0.1:1/none")
+    assert "hunter2" not in str(info.value)
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def _label_until_empty(url: str, labeller: str, out) -> None:
+    q = Queue(url)
+    got = []
+    while (item := q.pop(labeller)) is not None:
+        q.submit(item.item_id, "positive", labeller)
+        got.append(item.item_id)
+    out.put((labeller, got))
+
+
+def test_sixteen_processes_label_every_item_exactly_once(db_url):
+    q = Queue(db_url, labels=LABELS)
+    q.add(_texts(480))
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_label_until_empty, args=(db_url, f"worker{i}", out)) for i in range(16)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    handed_out = [i for _, got in results for i in got]
+    assert sorted(handed_out) == list(range(1, 481))
+    labels = q.labelled()
+    assert len(labels) == 480 and labels.item_id.is_unique
+    assert labels.labeller.nunique() > 1  # the work really was shared
+
+
+def test_pops_during_a_reorder_neither_fail_nor_duplicate(db_url):
+    q = Queue(db_url, labels=LABELS)
+    n = 30_000
+    q.add(_texts(n))
+    ids = np.arange(1, n + 1)
+    rng = np.random.default_rng(0)
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def labeller(name: str) -> None:
+        local = Queue(db_url)
+        try:
+            while not stop.is_set():
+                item = local.pop(name)
+                assert item is not None, "pop found nothing while items were left"
+                seen.append(item.item_id)
+                local.submit(item.item_id, "negative", name)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=labeller, args=(f"l{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        q.reorder(ids, rng.random(n))
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(seen) == len(set(seen)) > 0
+    assert q.progress().done == len(seen)
+
+
+def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
+    queue.add(_texts(2_000))
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if "UPDATE" in statement.upper():
+            statements.append(statement)
+
+    sa.event.listen(queue.engine, "before_cursor_execute", count)
+    try:
+        queue.reorder(list(range(1, 2_001)), list(np.linspace(0, 1, 2_000)))
+    finally:
+        sa.event.remove(queue.engine, "before_cursor_execute", count)
+    assert len(statements) == 1
