@@ -110,9 +110,8 @@ def prepare_rows(
 
     values: list[str | None]
     if label is not None:
-        raw = frame[label].map(lambda v: None if _is_missing(v) else str(v).strip())
-        raw = raw.where(raw != "", None)
-        outside = raw.notna() & ~raw.isin(labels or [])
+        raw = frame[label].map(lambda v: "" if _is_missing(v) else str(v).strip())
+        outside = (raw != "") & ~raw.isin(labels or [])
         if outside.any():
             bad = ", ".join(repr(v) for v in raw[outside].unique()[:_SHOW])
             raise InvalidInput(
@@ -120,7 +119,7 @@ def prepare_rows(
                 f"{_rows(outside)}. Fix them, or start a project with those labels. "
                 "Nothing was imported."
             )
-        values = raw.tolist()
+        values = [v or None for v in raw.tolist()]
     else:
         values = [None] * len(frame)
 
