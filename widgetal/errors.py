@@ -43,3 +43,7 @@ class InvalidInput(WidgetalError):
 
 class NotEnoughLabels(WidgetalError):
     """Too few labels, or a single class, to train and cross-validate."""
+
+
+class EmptyPool(WidgetalError):
+    """Nothing left to score: every item is labelled, or the pool given was empty."""
