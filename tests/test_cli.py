@@ -1,0 +1,66 @@
+"""The `widgetal` command end to end, as a user runs it (a real subprocess, a real database)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def run(*args: str, db: str, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WIDGETAL_DB_URL": db, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "widgetal.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr or proc.stdout)
+    return proc
+
+
+def test_init_import_status_export_round_trip(db_url, tmp_path):
+    src = tmp_path / "tweets.csv"
+    src.write_text("id,text,label\n1,great day,positive\n2,awful day,negative\n3,so-so,\n")
+    run("init", "--labels", "negative,positive", db=db_url)
+    out = run("import", str(src), "--id-col", "id", "--label-col", "label", db=db_url).stdout
+    assert "Added 3 texts (2 with labels)" in out
+    again = run("import", str(src), "--id-col", "id", "--label-col", "label", db=db_url).stdout
+    assert "Added 0 texts" in again and "3 were already there" in again
+    status = run("status", db=db_url).stdout
+    assert "Items: 3   labelled: 2   left: 1" in status
+    out_file = tmp_path / "labels.csv"
+    run("export", str(out_file), db=db_url)
+    exported = pd.read_csv(out_file)
+    assert sorted(exported.label) == ["negative", "positive"]
+    assert {"text", "labeller", "created_at"} <= set(exported.columns)
+
+
+def test_default_database_is_a_sqlite_file_in_the_current_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "WIDGETAL_DB_URL"}
+    subprocess.run(
+        [sys.executable, "-m", "widgetal.cli", "init", "--labels", "a,b"],
+        cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120,
+    )
+    assert (tmp_path / "widgetal.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("import", "missing.csv"), "No such file"),
+        (("status", "--db", "postgresql://u:p@127.0.0.1:1/x"), "Cannot reach the database"),
+        (("init", "--labels", "onlyone"), "at least two labels"),
+    ],
+)
+def test_errors_are_one_clear_line_and_exit_code_1(sqlite_url, tmp_path, args, message):
+    proc = run(*args, db=sqlite_url, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
