@@ -115,6 +115,22 @@ def export(
     console.print(f"Wrote {len(frame)} labels to {file}.")
 
 
+@app.command("import-superintendent")
+def import_superintendent_(
+    url: str = typer.Argument(..., help="The superintendent 0.6 database's URL."),
+    db: str | None = DbOption,
+):
+    """Copy a superintendent database's texts, labels and priorities in (twice adds nothing)."""
+    from .superintendent import import_superintendent
+
+    s = import_superintendent(url, open_queue(db))
+    console.print(
+        f"Read {s.rows} superintendent rows: added {s.added} texts ({s.already_present} were "
+        f"already there), {s.labels_added} labels ({s.labels_already_present} already there), "
+        f"priorities for {s.prioritised}. Label set: {s.label_set or '(none yet)'}."
+    )
+
+
 def main() -> None:
     """Entry point: widgetal's own errors become one clear line and exit code 1."""
     try:

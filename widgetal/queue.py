@@ -142,6 +142,29 @@ class Queue:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def adopt_labels(self, labels: Sequence[str]) -> list[str]:
+        """Store ``labels`` as the label set if the project has none yet; return the set in force.
+
+        For importers that discover the labels in their source. An existing, different label
+        set is never replaced.
+
+        Raises
+        ------
+        LabelSetMismatch
+            If another label set is already stored.
+        """
+        labels = _check_label_set(labels)
+        with self._translate_errors(), self._write() as conn:
+            stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
+            if stored is None:
+                _write_setting(conn, "labels", labels)
+            elif list(stored) != labels:
+                raise LabelSetMismatch(
+                    f"This database's label set is {stored}, not {labels}; it was left as it is."
+                )
+        self._labels = labels
+        return list(labels)
+
     # -- adding texts -----------------------------------------------------------------------
 
     def add(
@@ -394,6 +417,16 @@ class Queue:
         with self._translate_errors(), self._read() as conn:
             rows = conn.execute(sql.read_undone_items).all()
         return pd.DataFrame(rows, columns=["item_id", "text"])
+
+    def find_external_ids(self, external_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        """``{external_id: (item_id, done)}`` for those of ``external_ids`` that are stored."""
+        found: dict[str, tuple[int, bool]] = {}
+        with self._translate_errors(), self._read() as conn:
+            for chunk in _chunks([str(e) for e in external_ids]):
+                params = {"external_ids": chunk}
+                for row in conn.execute(sql.find_items_by_external_id, params):
+                    found[row.external_id] = (row.id, row.done_at is not None)
+        return found
 
     def items(self, item_ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked for (unknown ids are left out)."""

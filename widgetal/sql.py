@@ -31,6 +31,12 @@ find_external_ids = sa.select(_i.external_id).where(
     _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
 )
 
+# Item ids and done state for some external ids: importers that add labels to items already
+# stored (e.g. a re-imported superintendent database) need to know which are still open.
+find_items_by_external_id = sa.select(_i.id, _i.external_id, _i.done_at).where(
+    _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
+)
+
 # Add texts; RETURNING maps the new ids back to external ids for labels that come with them.
 insert_items = items.insert().returning(_i.id, _i.external_id)
 
