@@ -1,0 +1,240 @@
+"""Featurizers as scikit-learn transformers: TF-IDF, transformer embeddings, and a per-item cache.
+
+A featurizer turns raw texts into a matrix, so that a saved model (featurizer + classifier) scores
+raw text. Embeddings cost far more than a classifier, so they are cached in the database: each text
+is embedded once per featurizer, and a cycle embeds only items it has not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+log = logging.getLogger(__name__)
+
+#: Prefix of a featurizer spec naming a transformer model: ``transformer:NAME_OR_PATH``.
+TRANSFORMER_PREFIX = "transformer:"
+
+
+def make_featurizer(spec: str = "tfidf") -> BaseEstimator:
+    """Build the featurizer a spec names.
+
+    Parameters
+    ----------
+    spec : str
+        ``"tfidf"``: word 1-2-grams, sublinear term frequency, terms in at least two texts.
+        ``"transformer:NAME_OR_PATH"``: mean-pooled embeddings from a Hugging Face model, by hub
+        name or local directory (see :class:`TransformerEmbedder`).
+
+    Returns
+    -------
+    An unfitted scikit-learn transformer (raw texts in, features out).
+
+    Raises
+    ------
+    ValueError
+        For any other spec.
+
+    Examples
+    --------
+    >>> make_featurizer("tfidf").ngram_range
+    (1, 2)
+    >>> make_featurizer("transformer:/models/minilm").model_name_or_path
+    '/models/minilm'
+    """
+    spec = (spec or "").strip()
+    if spec == "tfidf":
+        # min_df=2 drops hapaxes (typos, handles, one-off bigrams), which cannot generalise and
+        # would otherwise make up most of a bigram vocabulary; sublinear tf damps repeats.
+        return TfidfVectorizer(
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            min_df=2,
+            strip_accents="unicode",
+            dtype=np.float32,
+        )
+    if spec.startswith(TRANSFORMER_PREFIX) and spec[len(TRANSFORMER_PREFIX) :].strip():
+        return TransformerEmbedder(model_name_or_path=spec[len(TRANSFORMER_PREFIX) :].strip())
+    raise ValueError(
+        f"Unknown featurizer '{spec}'. Use 'tfidf' or 'transformer:NAME_OR_PATH' (a Hugging Face "
+        "model name or a local directory, e.g. transformer:sentence-transformers/all-MiniLM-L6-v2)."
+    )
+
+
+def is_cacheable(spec: str) -> bool:
+    """Whether a featurizer spec is per-text and stateless, so its vectors can be cached."""
+    return str(spec).strip().startswith(TRANSFORMER_PREFIX)
+
+
+class TransformerEmbedder(TransformerMixin, BaseEstimator):
+    """Mean-pooled transformer embeddings, as a stateless scikit-learn transformer.
+
+    Texts are tokenized once, sorted by length and embedded in batches, so each batch pads only
+    to its own longest text; results come back in input order. Runs under
+    ``torch.inference_mode`` on the GPU when there is one. The model loads lazily on first use
+    and is dropped when pickled, so a saved pipeline stays small and reloads it when used.
+
+    Parameters
+    ----------
+    model_name_or_path : str
+        A Hugging Face hub name or a local directory saved with ``save_pretrained``.
+    batch_size : int
+        Texts per forward pass.
+    max_length : int
+        Tokens per text; longer texts are truncated.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ...; default: CUDA when available, else CPU.
+    normalize : bool
+        Scale each embedding to unit length (what sentence-transformers models expect).
+
+    Examples
+    --------
+    >>> emb = TransformerEmbedder(model_name_or_path="sentence-transformers/all-MiniLM-L6-v2")
+    >>> emb.batch_size
+    32
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2",
+        batch_size: int = 32,
+        max_length: int = 128,
+        device: str | None = None,
+        normalize: bool = True,
+    ):
+        self.model_name_or_path = model_name_or_path
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        self.normalize = normalize
+
+    def fit(self, X: Any = None, y: Any = None) -> TransformerEmbedder:
+        """Nothing to learn: loads the model so that errors show up early."""
+        self._load()
+        return self
+
+    def transform(self, X: Sequence[str]) -> np.ndarray:
+        """Embed texts; returns a float32 array of shape (n_texts, hidden_size)."""
+        texts = _as_texts(X)
+        tokenizer, model, device = self._load()
+        if not texts:
+            return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+        import torch
+
+        encoded = tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = encoded["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = tokenizer.pad(
+                    {key: [encoded[key][i] for i in rows] for key in encoded.keys()},
+                    padding=True,
+                    return_tensors="pt",
+                )
+                batch = {key: value.to(device) for key, value in batch.items()}
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[rows] = pooled.float().cpu().numpy()
+        return out
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: nothing learned, so always ready
+
+    def __getstate__(self) -> dict:
+        # The weights live at model_name_or_path; a pickle carries only the parameters.
+        return {k: v for k, v in self.__dict__.items() if k not in _LOADED}
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        if getattr(self, "_model", None) is None:
+            try:
+                import torch
+                from transformers import AutoModel, AutoTokenizer
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ImportError(
+                    "Transformer featurizers need torch and transformers: "
+                    "pip install 'widgetal[transformers]'."
+                ) from exc
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            log.info("loading %s on %s", self.model_name_or_path, device)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
+            self._model = AutoModel.from_pretrained(self.model_name_or_path).to(device).eval()
+            self._device = device
+        return self._tokenizer, self._model, self._device
+
+
+_LOADED = ("_tokenizer", "_model", "_device")
+
+
+def embed_cached(
+    queue: Any,
+    featurizer_spec: str,
+    item_ids: Sequence[int],
+    texts: Sequence[str],
+    embedder: TransformerEmbedder | None = None,
+) -> np.ndarray:
+    """Embeddings for items, computing only those not yet cached under ``featurizer_spec``.
+
+    Parameters
+    ----------
+    queue : Queue
+        Where the cache lives (``cached_features`` / ``store_features``).
+    featurizer_spec : str
+        The cache key, e.g. ``"transformer:sentence-transformers/all-MiniLM-L6-v2"``.
+    item_ids, texts : sequences of the same length
+        The items to embed and their texts.
+    embedder : TransformerEmbedder, optional
+        Reuse an already loaded model; default: built from the spec.
+
+    Returns
+    -------
+    np.ndarray
+        float32, one row per item, in the order given.
+    """
+    ids = [int(i) for i in item_ids]
+    texts = _as_texts(texts)
+    if len(ids) != len(texts):
+        raise ValueError(f"Got {len(ids)} item ids but {len(texts)} texts.")
+    cached = queue.cached_features(featurizer_spec, ids) if ids else {}
+    missing = [k for k, i in enumerate(ids) if i not in cached]
+    fresh: np.ndarray | None = None
+    if missing:
+        embedder = embedder if embedder is not None else make_featurizer(featurizer_spec)
+        log.info("embedding %d new texts (%d cached)", len(missing), len(ids) - len(missing))
+        fresh = np.ascontiguousarray(embedder.transform([texts[k] for k in missing]), np.float32)
+        queue.store_features(
+            featurizer_spec, {ids[k]: fresh[j].tobytes() for j, k in enumerate(missing)}
+        )
+    if fresh is not None:
+        dim = fresh.shape[1]
+    elif cached:
+        dim = len(next(iter(cached.values()))) // 4
+    else:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    for j, k in enumerate(missing):
+        out[k] = fresh[j]
+    for k, i in enumerate(ids):
+        if i in cached:
+            out[k] = np.frombuffer(cached[i], dtype=np.float32)
+    return out
+
+
+def _as_texts(X: Any) -> list[str]:
+    if isinstance(X, str):
+        raise ValueError("Expected a list of texts, got a single string; wrap it in a list.")
+    if hasattr(X, "tolist"):
+        X = X.tolist()
+    return ["" if x is None else str(x) for x in X]
+
+
+__all__ = ["make_featurizer", "TransformerEmbedder", "embed_cached", "is_cacheable"]

@@ -1,0 +1,506 @@
+"""The orchestrator: retrain on the labels, cross-validate, save a model, reorder the queue.
+
+One cycle is :meth:`Orchestrator.run_once`, which returns a :class:`Run` record. The loop with
+its triggers (every N seconds, once N new labels arrived), database back-off and stop event wraps
+the cycle in :meth:`Orchestrator.run_forever`; signal handling lives in :func:`orchestrate`, the
+function behind ``widgetal orchestrate`` and the container's ``orchestrator.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+
+from . import features, models, strategies
+from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels, WidgetalError
+from .queue import Queue
+
+log = logging.getLogger(__name__)
+
+#: Errors worth retrying: the server is down or restarting, or SQLite is busy.
+TRANSIENT_ERRORS = (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+#: Below this many labels, TF-IDF keeps terms seen once (min_df=1).
+_FEW_LABELS = 200
+
+
+@dataclass
+class Run:
+    """What one cycle did.
+
+    ``status`` is ``"trained"`` (model saved, queue reordered), ``"skipped"`` (``reason`` says
+    why: too few labels, one class) or ``"failed"`` (``reason`` holds the error).
+    """
+
+    status: str
+    run_id: int | None = None
+    reason: str | None = None
+    n_labels: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_file: Path | None = None
+    n_reranked: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["model_file"] = str(self.model_file) if self.model_file else None
+        return out
+
+
+class Orchestrator:
+    """Retrains on every label so far and orders the queue by what the model is least sure of.
+
+    Parameters
+    ----------
+    queue : Queue
+    models_dir : path
+        Where model files and sidecars go.
+    featurizer : str
+        ``"tfidf"`` or ``"transformer:NAME_OR_PATH"`` (embeddings cached in the database).
+    strategy : str
+        A name from :data:`widgetal.strategies.STRATEGIES`.
+    explore : float
+        Share of the queue's top slots given to random items.
+    estimator : scikit-learn classifier, optional
+        Cloned every cycle; default ``LogisticRegression(max_iter=1000)``.
+    cv_folds : int
+        Stratified folds; each class needs at least this many labels before a cycle trains.
+    keep : int, optional
+        Keep only the newest ``keep`` models.
+    random_state : int
+        Seeds the folds and, with the run id, exploration and committees.
+
+    Examples
+    --------
+    >>> q = Queue("sqlite://", labels=["negative", "positive"])
+    >>> Orchestrator(q, models_dir="models").run_once().reason
+    'no labels yet: label at least 5 texts of each of negative, positive'
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        models_dir: str | Path = "models",
+        featurizer: str = "tfidf",
+        strategy: str = "entropy",
+        explore: float = 0.0,
+        estimator: Any = None,
+        cv_folds: int = 5,
+        keep: int | None = None,
+        random_state: int = 0,
+    ):
+        if strategy not in strategies.STRATEGIES:
+            raise ValueError(
+                f"Unknown strategy '{strategy}'; choose one of {sorted(strategies.STRATEGIES)}."
+            )
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore is a share of the queue, between 0 and 1; got {explore}.")
+        if cv_folds < 2:
+            raise ValueError(f"cv_folds must be at least 2, got {cv_folds}.")
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}.")
+        self.queue = queue
+        self.models_dir = Path(models_dir)
+        self.featurizer = featurizer
+        self.strategy = strategy
+        self.explore = explore
+        self.estimator = estimator if estimator is not None else LogisticRegression(max_iter=1000)
+        self.cv_folds = cv_folds
+        self.keep = keep
+        self.random_state = random_state
+        self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
+        self._cached = features.is_cacheable(featurizer)
+
+    # -- one cycle --------------------------------------------------------------------------
+
+    def run_once(self) -> Run:
+        """Train, cross-validate, save, score the unlabelled items and reorder the queue.
+
+        Too few labels or a single class is not an error: the cycle is recorded as skipped
+        with the reason, and nothing else changes. Any other failure is recorded in the run
+        row and raised.
+        """
+        q = self.queue
+        started = _utcnow()
+        run_id = q.start_run(featurizer=self.featurizer, strategy=self.strategy)
+        run = Run(status="running", run_id=run_id, started_at=started)
+        timings: dict[str, float] = {}
+        try:
+            with _timed(timings, "read_labels"):
+                labelled = q.labelled()
+            y = labelled["label"].to_numpy(dtype=object)
+            run.n_labels = len(labelled)
+            run.label_counts = _label_counts(y, q.labels)
+            reason = self._not_enough(run.label_counts, q.labels)
+            if reason is not None:
+                log.info("run %s skipped: %s", run_id, reason)
+                run.status, run.reason, run.timings = "skipped", reason, timings
+                run.finished_at = _utcnow()
+                q.finish_run(
+                    run_id,
+                    n_labels=run.n_labels,
+                    timings=_json(timings),
+                    error=f"skipped: {reason}",
+                )
+                return run
+
+            with _timed(timings, "featurize"):
+                X = self._features(labelled["item_id"], labelled["text"])
+            with _timed(timings, "cross_validate"):
+                run.metrics = self._cross_validate(X, y)
+            log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
+            with _timed(timings, "fit"):
+                pipeline = self._fit(labelled["text"], X, y)
+            with _timed(timings, "save"):
+                info = {
+                    "run_id": run_id,
+                    "n_labels": run.n_labels,
+                    "label_counts": run.label_counts,
+                    "labels": q.labels,
+                    "featurizer": self.featurizer,
+                    "strategy": self.strategy,
+                    "explore": self.explore,
+                    "estimator": repr(self.estimator),
+                    "cv_folds": self.cv_folds,
+                    "timings": dict(timings),
+                }
+                run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info)
+                if self.keep:
+                    models.prune(self.models_dir, self.keep)
+            log.info("run %s: saved %s", run_id, run.model_file)
+
+            run.n_reranked = self._rerank(run_id, pipeline, X, y, timings)
+            run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
+            q.finish_run(
+                run_id,
+                n_labels=run.n_labels,
+                metrics=_json(run.metrics),
+                model_file=str(run.model_file),
+                timings=_json(timings),
+                n_reranked=run.n_reranked,
+            )
+            log.info("run %s: reordered %d items; timings %s", run_id, run.n_reranked,
+                     _fmt(timings))
+            return run
+        except BaseException as exc:
+            run.status, run.reason, run.timings = "failed", f"{type(exc).__name__}: {exc}", timings
+            try:
+                q.finish_run(
+                    run_id, n_labels=run.n_labels, timings=_json(timings), error=run.reason
+                )
+            except Exception:  # the database may be what failed; the raise below says why
+                log.debug("could not record the failure of run %s", run_id, exc_info=True)
+            raise
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_forever(
+        self,
+        interval_seconds: float = 60,
+        min_new_labels: int = 10,
+        stop_event: threading.Event | None = None,
+        max_backoff_seconds: float = 60,
+    ) -> None:
+        """Run a cycle at start, then every ``interval_seconds`` once ``min_new_labels`` new
+        labels (or new items) arrived, until ``stop_event`` is set.
+
+        A cycle in progress always finishes; the stop event is read between cycles and while
+        waiting. Database errors are retried with exponential back-off; any other error is
+        logged (and recorded in the run row) and the loop goes on.
+        """
+        stop = stop_event or threading.Event()
+        seen: tuple[int, int] | None = None  # (label events, items) at the last cycle
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                now_seen = (self.queue.count_label_events(), self.queue.progress().total)
+                due = seen is None or now_seen[0] - seen[0] >= min_new_labels
+                if due or now_seen[1] != seen[1]:
+                    # A failed cycle counts as seen too: it is retried when new labels arrive,
+                    # not every interval.
+                    seen = now_seen
+                    self.run_once()
+                else:
+                    log.debug("%d new labels since the last cycle; waiting for %d",
+                              now_seen[0] - seen[0], min_new_labels)
+                backoff = 1.0
+            except TRANSIENT_ERRORS as exc:
+                seen = None  # retry the cycle as soon as the database is back
+                log.warning("database error, retrying in %.0f s: %s", backoff, _first_line(exc))
+                stop.wait(backoff)
+                backoff = min(backoff * 2, max_backoff_seconds)
+                continue
+            except Exception:
+                log.exception("cycle failed; it is tried again when new labels arrive")
+            stop.wait(interval_seconds)
+
+    # -- parts of a cycle -------------------------------------------------------------------
+
+    def _not_enough(self, counts: dict[str, int], label_set: list[str]) -> str | None:
+        need = self.cv_folds
+        names = ", ".join(label_set) if label_set else "two labels"
+        if not counts:
+            return f"no labels yet: label at least {need} texts of each of {names}"
+        present = [k for k, n in counts.items() if n > 0]
+        if len(present) < 2:
+            return (
+                f"only one class labelled so far ({present[0]}: {counts[present[0]]}); label at "
+                f"least {need} texts of another class"
+            )
+        short = {k: n for k, n in counts.items() if 0 < n < need}
+        if short:
+            listed = ", ".join(f"{k}: {n}" for k, n in short.items())
+            return f"too few labels for {need}-fold cross-validation ({listed}); need {need} each"
+        return None
+
+    def _features(self, item_ids: Any, texts: Any) -> Any:
+        """Cached embeddings for transformer featurizers; raw texts for TF-IDF (fitted in CV)."""
+        if self._cached:
+            return features.embed_cached(
+                self.queue, self.featurizer, list(item_ids), list(texts), embedder=self._template
+            )
+        return np.asarray(texts, dtype=object)
+
+    def _model(self, n_labels: int) -> Pipeline | Any:
+        """What cross-validation fits: the whole pipeline for TF-IDF (no vocabulary leaks from
+        test folds), the classifier alone for embeddings (precomputed, nothing to learn)."""
+        if self._cached:
+            return clone(self.estimator)
+        featurizer = clone(self._template)
+        if n_labels < _FEW_LABELS and "min_df" in featurizer.get_params():
+            # A handful of texts may share no term twice; keep every term rather than none.
+            featurizer.set_params(min_df=1)
+        return Pipeline([("features", featurizer), ("classifier", clone(self.estimator))])
+
+    def _cross_validate(self, X: Any, y: np.ndarray) -> dict[str, float]:
+        classes = np.unique(y)
+        scoring = {
+            "accuracy": "accuracy",
+            "f1_macro": "f1_macro",
+            "roc_auc": "roc_auc" if len(classes) == 2 else "roc_auc_ovr",
+        }
+        cv = StratifiedKFold(n_splits=self.cv_folds, shuffle=True, random_state=self.random_state)
+        model = self._model(len(y))
+        result = cross_validate(model, X, y, cv=cv, scoring=scoring, error_score="raise")
+        metrics: dict[str, float] = {}
+        for name in scoring:
+            values = np.asarray(result[f"test_{name}"], dtype=float)
+            defined = np.isfinite(values).any()
+            metrics[name] = float(np.nanmean(values)) if defined else float("nan")
+            metrics[f"{name}_std"] = float(np.nanstd(values)) if defined else float("nan")
+        metrics["cv_folds"] = self.cv_folds
+        return metrics
+
+    def _fit(self, texts: Any, X: Any, y: np.ndarray) -> Pipeline:
+        model = self._model(len(y)).fit(X, y)
+        if self._cached:
+            # The embedder learns nothing, so the saved pipeline is it plus the fitted classifier.
+            return Pipeline([("features", self._template), ("classifier", model)])
+        return model
+
+    def _rerank(
+        self, run_id: int, pipeline: Pipeline, X_labelled: Any, y: np.ndarray, timings: dict
+    ) -> int:
+        with _timed(timings, "read_pool"):
+            pool = self.queue.undone()
+        if pool.empty:
+            log.info("run %s: every item is labelled; nothing to reorder", run_id)
+            return 0
+        rng = np.random.default_rng([self.random_state, run_id])
+        with _timed(timings, "featurize_pool"):
+            if self._cached:
+                X_pool = self._features(pool["item_id"], pool["text"])
+                Xl = X_labelled
+            else:
+                vectorizer = pipeline.named_steps["features"]
+                X_pool = vectorizer.transform(pool["text"].tolist())
+                committee = self.strategy == "committee"
+                Xl = vectorizer.transform(list(X_labelled)) if committee else None
+        with _timed(timings, "score"):
+            try:
+                scores = strategies.score_pool(
+                    self.strategy,
+                    pipeline.named_steps["classifier"],
+                    X_pool,
+                    X_labelled=Xl,
+                    y_labelled=y,
+                    rng=rng,
+                )
+            except EmptyPool:
+                return 0
+            if self.explore:
+                scores = strategies.mix_random(scores, self.explore, rng)
+        log.info("run %s: reordering %d items", run_id, len(pool))
+        with _timed(timings, "reorder"):
+            return self.queue.reorder(pool["item_id"].to_numpy(), scores, ranked_by=run_id)
+
+
+# -- the process around the loop ------------------------------------------------------------
+
+
+def wait_for_database(
+    url: str,
+    timeout_seconds: float | None = None,
+    stop_event: threading.Event | None = None,
+    max_backoff_seconds: float = 30,
+) -> Queue | None:
+    """Open the queue, retrying with back-off while the database is not up yet.
+
+    Returns None if ``stop_event`` is set while waiting.
+
+    Raises
+    ------
+    DatabaseUnavailable
+        If it is still unreachable after ``timeout_seconds``.
+    """
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    backoff = 0.5
+    while True:
+        try:
+            return Queue(url)
+        except TRANSIENT_ERRORS as exc:
+            if deadline is not None and time.monotonic() + backoff > deadline:
+                raise DatabaseUnavailable(
+                    f"{_first_line(exc)} (gave up after {timeout_seconds:.0f} s)"
+                ) from exc
+            log.warning("waiting for the database: %s", _first_line(exc))
+        stop = stop_event or threading.Event()
+        if stop.wait(backoff):
+            return None
+        backoff = min(backoff * 2, max_backoff_seconds)
+
+
+def orchestrate(
+    url: str,
+    *,
+    once: bool = False,
+    interval_seconds: float = 60,
+    min_new_labels: int = 10,
+    models_dir: str | Path = "models",
+    featurizer: str = "tfidf",
+    strategy: str = "entropy",
+    explore: float = 0.0,
+    keep: int | None = None,
+    wait_seconds: float | None = None,
+    stop_event: threading.Event | None = None,
+) -> Run | None:
+    """What ``widgetal orchestrate`` and ``orchestrator.py`` do: wait for the database, then one
+    cycle (``once``) or the loop until SIGTERM / SIGINT.
+
+    The first signal lets the cycle in progress finish and then stops; a second one abandons
+    it (the reorder is one transaction and model files are renamed into place, so nothing is
+    left half-written).
+    """
+    stop = stop_event or threading.Event()
+    restore = _install_signal_handlers(stop)
+    try:
+        q = wait_for_database(url, timeout_seconds=wait_seconds, stop_event=stop)
+        if q is None:
+            return None
+        orch = Orchestrator(
+            q,
+            models_dir=models_dir,
+            featurizer=featurizer,
+            strategy=strategy,
+            explore=explore,
+            keep=keep,
+        )
+        log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s models in %s",
+                 q, featurizer, strategy, explore, Path(models_dir).resolve())
+        if once:
+            return orch.run_once()
+        orch.run_forever(interval_seconds=interval_seconds, min_new_labels=min_new_labels,
+                         stop_event=stop)
+        log.info("stopped")
+        return None
+    finally:
+        restore()
+
+
+def _install_signal_handlers(stop: threading.Event):
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals reach the main thread only; the caller owns stopping
+
+    def handler(signum, _frame):
+        if stop.is_set():
+            log.warning("second %s: abandoning the cycle", signal.Signals(signum).name)
+            raise SystemExit(128 + signum)
+        log.info("%s: stopping after the current cycle", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore():
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def _label_counts(y: np.ndarray, label_set: list[str]) -> dict[str, int]:
+    counts = Counter(y.tolist())
+    ordered = {name: int(counts.pop(name, 0)) for name in label_set}
+    ordered.update({str(k): int(v) for k, v in counts.items()})
+    return {k: v for k, v in ordered.items() if v > 0}
+
+
+class _timed:
+    """Adds the seconds a block took to ``timings[name]``."""
+
+    def __init__(self, timings: dict[str, float], name: str):
+        self.timings, self.name = timings, name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        elapsed = time.perf_counter() - self.start
+        self.timings[self.name] = round(self.timings.get(self.name, 0.0) + elapsed, 4)
+        return False
+
+
+def _fmt(values: dict) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+
+
+def _json(values: dict) -> dict:
+    # PostgreSQL's JSON refuses NaN; an undefined score is stored as null.
+    return models._jsonable(values)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+__all__ = [
+    "Orchestrator",
+    "Run",
+    "orchestrate",
+    "wait_for_database",
+    "NotEnoughLabels",
+    "WidgetalError",
+]
