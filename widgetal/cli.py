@@ -131,6 +131,32 @@ def import_superintendent_(
     )
 
 
+@app.command()
+def serve(
+    port: int = typer.Option(8866, help="Port to listen on."),
+    ip: str = typer.Option(
+        "127.0.0.1", help="Address to bind; 0.0.0.0 serves the network (put a proxy with "
+        "authentication in front)."
+    ),
+    models_dir: Path = typer.Option(Path("models"), help="Models folder (for model guesses)."),
+    cull_idle_seconds: int = typer.Option(
+        900, help="Shut down a closed page's kernel after this many idle seconds."
+    ),
+    db: str | None = DbOption,
+):
+    """Serve the labelling app with Voila: open http://IP:PORT/?labeller=NAME per labeller."""
+    from .serve import serve as run_voila
+
+    url = db_url(db)
+    Queue(url)  # fail here, with a clear message, if the database is unreachable
+    console.print(f"Serving the labelling app on http://{ip}:{port}/?labeller=YOUR_NAME "
+                  "(Ctrl+C stops it).")
+    code = run_voila(url, port=port, ip=ip, models_dir=models_dir,
+                     cull_idle_seconds=cull_idle_seconds)
+    if code not in (0, -2, -15, 130, 143):
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point: widgetal's own errors become one clear line and exit code 1."""
     try:

@@ -1,0 +1,443 @@
+"""The labelling widget: shows one text at a time and records labels through a ``Queue``.
+
+It talks to the queue object only (pop, submit, skip, undo, progress, runs, labels,
+instructions) and never trains: models come from the orchestrator. Buttons and key presses
+call the same handlers, so the handlers can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import ipywidgets as widgets
+
+from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, WidgetalError
+
+MAX_KEYED_LABELS = 9  # keys 1-9; further labels get a button without a shortcut
+_MODEL_RELOAD_SECONDS = 60  # how stale a shown guess may be; the orchestrator writes new models
+_TEXT_STYLE = (
+    "white-space: pre-wrap; overflow-wrap: anywhere; max-height: 50vh; overflow-y: auto; "
+    "font-size: 1.2em; line-height: 1.5; padding: 0.8em; border: 1px solid #ccc; "
+    "border-radius: 4px; background: #fafafa; min-height: 3em"
+)
+
+
+@dataclass
+class _Pending:
+    """An action the labeller asked for that the database has not confirmed yet."""
+
+    kind: str  # "label" or "skip"
+    label: str | None
+    run: Callable[[], None]
+
+
+class Labeller(widgets.VBox):
+    """A labelling app for one labeller: text, one button per label, Skip and Undo.
+
+    Parameters
+    ----------
+    queue : widgetal.Queue
+        Where texts come from and labels go.
+    labeller : str, optional
+        Who is labelling. If not given, the ``labeller`` parameter of the page's URL is used
+        (Voila passes it as ``QUERY_STRING``), else the widget asks for a name first.
+    show_meta : bool
+        Show the item's other columns (meta fields) under the text.
+    show_guess : bool
+        Show the latest model's guess. Off by default: a visible guess anchors labellers.
+    models_dir : str, optional
+        Where the orchestrator writes models (for ``show_guess``); default
+        ``$WIDGETAL_MODELS_DIR`` or ``models``.
+
+    Notes
+    -----
+    Keys: 1-9 label, ``s`` skip, ``u`` or Backspace undo. They are captured by ipyevents while
+    the pointer is over the widget, so they never steal keys from the rest of a notebook.
+
+    Examples
+    --------
+    >>> from widgetal import Queue
+    >>> q = Queue("sqlite://", labels=["negative", "positive"])
+    >>> _ = q.add(["great film", "dull film"])
+    >>> w = Labeller(q, labeller="ana")
+    >>> w.submit("positive")
+    >>> q.progress("ana").mine
+    1
+    """
+
+    def __init__(
+        self,
+        queue: Any,
+        labeller: str | None = None,
+        show_meta: bool = False,
+        show_guess: bool = False,
+        models_dir: str | None = None,
+    ):
+        super().__init__(layout=widgets.Layout(max_width="60em", width="100%"))
+        self.add_class("widgetal-labeller")
+        self.queue = queue
+        self.show_meta = show_meta
+        self.show_guess = show_guess
+        self.models_dir = models_dir or os.environ.get("WIDGETAL_MODELS_DIR", "models")
+        self.labeller: str | None = None
+        self.item = None
+        self._pending: _Pending | None = None
+        self._shown_at = time.monotonic()
+        self._runs: dict[int, dict] = {}
+        self._model = None
+        self._model_loaded_at = 0.0
+
+        self._build()
+        labeller = labeller or labeller_from_url()
+        if labeller:
+            self.start(labeller)
+        else:
+            self.children = [self._title, self._name_box]
+
+    # -- the labeller's actions -----------------------------------------------------------
+
+    def start(self, labeller: str) -> None:
+        """Begin labelling as ``labeller``: every label given carries this name."""
+        labeller = (labeller or "").strip()
+        if not labeller:
+            self._name_message.value = _message("Type your name first: every label carries it.")
+            return
+        self.labeller = labeller
+        self._who.value = _note(f"Labelling as <b>{html.escape(labeller)}</b>")
+        self.children = [self._title, self._panel]
+        self._next()
+
+    def submit(self, label: str) -> None:
+        """Record ``label`` for the text on screen, then show the next text."""
+        if self.item is None:
+            self._say("There is no text on screen to label.", error=True)
+            return
+        if label not in self.queue.labels:
+            self._say(f"'{label}' is not one of the labels {self.queue.labels}.", error=True)
+            return
+        item_id, labeller = self.item.item_id, self.labeller
+        seconds = round(time.monotonic() - self._shown_at, 3)
+        # A new choice for the same text replaces one the database has not confirmed yet.
+        self._pending = _Pending(
+            "label", label, lambda: self.queue.submit(item_id, label, labeller, seconds=seconds)
+        )
+        self._flush()
+
+    def skip(self) -> None:
+        """Give the text back to the queue; this labeller will not see it again."""
+        if self.item is None:
+            self._say("There is no text on screen to skip.", error=True)
+            return
+        item_id, labeller = self.item.item_id, self.labeller
+        self._pending = _Pending("skip", None, lambda: self.queue.skip(item_id, labeller))
+        self._flush()
+
+    def undo(self) -> None:
+        """Take back this labeller's latest label and show its text again."""
+        if self.labeller is None:
+            return
+        if self._pending is not None and not self._flush():
+            return  # the unsaved action stays on screen with its message
+        try:
+            item = self.queue.undo(self.labeller)
+        except NothingToUndo:
+            self._say("Nothing to undo: you have no saved label left to take back.")
+            return
+        except DatabaseUnavailable as exc:
+            self._say(f"Could not undo: {exc} Try again.", error=True, retry=False)
+            return
+        self._show(item)
+        self._say("Undone: your label for this text was taken back. Label it again.")
+
+    def retry(self) -> None:
+        """Try again whatever the database refused: an unsaved label or skip, or the next text."""
+        if self._pending is not None:
+            self._flush()
+        elif self.labeller is not None:
+            self._next()
+
+    def handle_key(self, event: dict) -> None:
+        """Map a keydown event (as ipyevents sends it) to an action: 1-9, s, u, Backspace."""
+        if event.get("type", "keydown") != "keydown" or event.get("repeat"):
+            return  # a held key must not label a run of texts
+        if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+            return
+        if self.labeller is None:
+            return
+        key = event.get("key", "")
+        labels = self.queue.labels
+        if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
+            self.submit(labels[int(key) - 1])
+        elif key in ("s", "S"):
+            self.skip()
+        elif key in ("u", "U", "Backspace"):
+            self.undo()
+
+    # -- what happens between actions -------------------------------------------------------
+
+    def _flush(self) -> bool:
+        """Send the pending action; True when the database took it (or it became moot)."""
+        pending = self._pending
+        try:
+            pending.run()
+        except ItemAlreadyLabelled:
+            self._pending = None
+            self._next(
+                notice="Someone else labelled that text first, so your label was not recorded. "
+                "Here is the next one."
+            )
+            return True
+        except DatabaseUnavailable as exc:
+            what = f"your label '{pending.label}'" if pending.kind == "label" else "your skip"
+            self._say(
+                f"Not saved yet: {exc} {what.capitalize()} for this text is kept: press Retry, "
+                "or press a label again, once the database is back.",
+                error=True,
+                retry=True,
+            )
+            return False
+        except WidgetalError as exc:
+            self._pending = None
+            self._say(str(exc), error=True)
+            return False
+        self._pending = None
+        self._next()
+        return True
+
+    def _next(self, notice: str | None = None) -> None:
+        try:
+            item = self.queue.pop(self.labeller)
+        except DatabaseUnavailable as exc:
+            self.item = None
+            self._set_text("")
+            self._say(f"Cannot fetch the next text: {exc} Press Retry.", error=True, retry=True)
+            self._enable(False)
+            return
+        self._show(item)
+        if notice:
+            self._say(notice, error=True)
+
+    def _show(self, item) -> None:
+        self.item = item
+        self._shown_at = time.monotonic()
+        progress = self._refresh_progress()
+        if item is None:
+            counts = (
+                f" {progress.done} of {progress.total} texts are labelled; "
+                f"{progress.mine} by you." if progress else ""
+            )
+            self._set_text("")
+            self._meta.value = self._guess.value = ""
+            self._say(f"All done: no text is left for you.{counts} Press Check again later for "
+                      "texts others skip or give back.", retry=True, retry_text="Check again")
+            self._enable(False)
+            return
+        self._set_text(item.text)
+        self._meta.value = _meta_html(item.meta) if self.show_meta else ""
+        self._guess.value = self._guess_html(item.text) if self.show_guess else ""
+        self._model_line.value = self._model_html(item.ranked_by)
+        self._say("")
+        self._enable(True)
+
+    def _refresh_progress(self):
+        try:
+            p = self.queue.progress(self.labeller)
+        except DatabaseUnavailable:
+            return None  # the counts go stale; the next click refreshes them
+        self._bar.max = max(p.total, 1)
+        self._bar.value = p.done
+        per_label = " · ".join(f"{html.escape(k)} {v}" for k, v in p.per_label.items())
+        self._counts.value = (
+            f"<b>{p.done}</b> labelled · <b>{p.left}</b> left · {per_label} · "
+            f"you: <b>{p.mine}</b>"
+        )
+        return p
+
+    def _model_html(self, run_id: int | None) -> str:
+        if run_id is None:
+            return _note("Queue order: import order (no model has ranked it yet).")
+        if run_id not in self._runs:
+            try:
+                self._runs = {r["id"]: r for r in self.queue.runs(limit=50)}
+            except DatabaseUnavailable:
+                return ""
+        run = self._runs.get(run_id)
+        score = _score_text(run.get("metrics") if run else None)
+        n = f", {run['n_labels']} labels" if run and run.get("n_labels") is not None else ""
+        return _note(f"Queue ranked by model run #{run_id}{n}{score}.")
+
+    def _guess_html(self, text: str) -> str:
+        try:
+            stale = time.monotonic() - self._model_loaded_at > _MODEL_RELOAD_SECONDS
+            if self._model is None or stale:
+                from . import models  # only when guesses are wanted: loading one imports sklearn
+
+                self._model = models.load_latest(self.models_dir)
+                self._model_loaded_at = time.monotonic()
+            proba = self._model.predict_proba([text])[0]
+            best = int(proba.argmax())
+            label = self._model.classes_[best]
+            return _note(f"Model's guess: <b>{html.escape(str(label))}</b> ({proba[best]:.0%})")
+        except FileNotFoundError:  # models.NoModelYet: the orchestrator has not trained yet
+            return _note("Model's guess: no model yet.")
+        except Exception as exc:  # a broken model file must not stop labelling
+            return _note(f"Model's guess unavailable: {html.escape(str(exc))}")
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        instructions = self.queue.instructions
+        self._title = widgets.HTML(
+            "<h3 style='margin: 0.2em 0'>Label the text</h3>"
+            + (_note(html.escape(instructions)) if instructions else "")
+        )
+        self._name = widgets.Text(placeholder="Your name", continuous_update=False)
+        self._name.add_class("widgetal-name")
+        start = widgets.Button(description="Start", button_style="primary")
+        start.add_class("widgetal-start")
+        start.on_click(lambda _b: self.start(self._name.value))
+        self._name_message = widgets.HTML()
+        self._name_box = widgets.VBox(
+            [widgets.HTML("Who is labelling? Your name is stored with every label."),
+             widgets.HBox([self._name, start]), self._name_message]
+        )
+
+        self._bar = widgets.IntProgress(min=0, max=1, value=0, layout=widgets.Layout(width="100%"))
+        self._counts = widgets.HTML()
+        self._model_line = widgets.HTML()
+        self._who = widgets.HTML()
+        self._text = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._text.add_class("widgetal-text")
+        self._meta = widgets.HTML()
+        self._guess = widgets.HTML()
+        self._label_buttons = []
+        for i, label in enumerate(self.queue.labels):
+            key = f" ({i + 1})" if i < MAX_KEYED_LABELS else ""
+            b = widgets.Button(description=f"{label}{key}", tooltip=f"Label as {label}{key}",
+                               button_style="primary",
+                               layout=widgets.Layout(width="auto", min_width="8em"))
+            b.add_class(f"widgetal-label-{i + 1}")
+            b.on_click(lambda _b, label=label: self.submit(label))
+            self._label_buttons.append(b)
+        self._skip = widgets.Button(description="Skip (s)", icon="forward")
+        self._skip.add_class("widgetal-skip")
+        self._skip.on_click(lambda _b: self.skip())
+        self._undo = widgets.Button(description="Undo (u / ⌫)", icon="undo")
+        self._undo.add_class("widgetal-undo")
+        self._undo.on_click(lambda _b: self.undo())
+        self._retry = widgets.Button(description="Retry", button_style="warning",
+                                     layout=widgets.Layout(display="none"))
+        self._retry.add_class("widgetal-retry")
+        self._retry.on_click(lambda _b: self.retry())
+        self._message = widgets.HTML()
+        self._message.add_class("widgetal-message")
+        help_line = _note(
+            f"Keys (pointer over this panel): 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} "
+            "label · s skip · u or Backspace undo"
+        )
+        if not self.queue.labels:
+            self._message.value = _message(
+                "This project has no label set yet: run `widgetal init --labels a,b`.", True
+            )
+        self._panel = widgets.VBox(
+            [
+                widgets.VBox([self._who, self._bar, self._counts, self._model_line]),
+                self._text,
+                self._meta,
+                self._guess,
+                widgets.HBox(
+                    [*self._label_buttons, self._skip, self._undo, self._retry],
+                    layout=widgets.Layout(flex_flow="row wrap"),
+                ),
+                self._message,
+                widgets.HTML(help_line),
+            ]
+        )
+        self._panel.add_class("widgetal-panel")
+        self._keys = _key_listener(self._panel, self.handle_key)
+
+    def _set_text(self, text: str) -> None:
+        # Texts are untrusted: escaped, never rendered as HTML.
+        self._text.value = f"<div style='{_TEXT_STYLE}'>{html.escape(text)}</div>"
+
+    def _say(self, text: str, error: bool = False, retry: bool = False,
+             retry_text: str = "Retry") -> None:
+        self._message.value = _message(text, error) if text else ""
+        self._retry.description = retry_text
+        self._retry.layout.display = None if retry else "none"
+
+    def _enable(self, on: bool) -> None:
+        for b in (*self._label_buttons, self._skip):
+            b.disabled = not on
+
+    @property
+    def message(self) -> str:
+        """The message line's plain text (what the labeller is being told)."""
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self._message.value))
+
+    @property
+    def pending(self) -> tuple[str, str | None] | None:
+        """``(kind, label)`` of an action the database has not taken yet, else None."""
+        return (self._pending.kind, self._pending.label) if self._pending else None
+
+
+def labeller_from_url(query_string: str | None = None) -> str | None:
+    """The ``labeller`` parameter of the page's URL: Voila passes it to the kernel as
+    ``QUERY_STRING``. None when absent (e.g. in Jupyter)."""
+    qs = os.environ.get("QUERY_STRING", "") if query_string is None else query_string
+    values = parse_qs(qs.lstrip("?")).get("labeller")
+    name = values[0].strip() if values else ""
+    return name or None
+
+
+def _key_listener(source: widgets.Widget, handler: Callable[[dict], None]):
+    try:
+        from ipyevents import Event
+    except ImportError:  # keys are a convenience; buttons still work
+        return None
+    listener = Event(source=source, watched_events=["keydown"])
+    listener.on_dom_event(handler)
+    return listener
+
+
+def _score_text(metrics: Any) -> str:
+    if not isinstance(metrics, dict):
+        return ""
+    parts = []
+    for key, name in (("f1_macro", "CV macro-F1"), ("accuracy", "CV accuracy"),
+                      ("roc_auc", "CV ROC AUC")):
+        value = metrics.get(key)
+        if isinstance(value, dict):
+            value = value.get("mean")
+        if isinstance(value, (int, float)):
+            parts.append(f"{name} {value:.3f}")
+    return ", " + ", ".join(parts[:2]) if parts else ""
+
+
+def _meta_html(meta: dict | None) -> str:
+    if not meta:
+        return ""
+    rows = "".join(
+        f"<div><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</div>" for k, v in meta.items()
+    )
+    return f"<div style='font-size: 0.9em; color: #555'>{rows}</div>"
+
+
+def _note(text_html: str) -> str:
+    return f"<span style='color: #666; font-size: 0.9em'>{text_html}</span>"
+
+
+def _message(text: str, error: bool = False) -> str:
+    colour = "#b00020" if error else "#1b5e20"
+    return f"<div style='color: {colour}; white-space: pre-wrap'>{html.escape(text)}</div>"
+
+
+__all__ = ["Labeller", "labeller_from_url"]
