@@ -1,0 +1,290 @@
+"""The labelling widget's handlers, driven headlessly by button clicks and synthetic key events,
+checked against its state and the database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from widgetal.errors import DatabaseUnavailable
+from widgetal.widget import Labeller, labeller_from_url
+
+
+def _key(key: str, **extra) -> dict:
+    return {"type": "keydown", "key": key, "repeat": False, **extra}
+
+
+def _labels(queue) -> list[tuple[str, str, str]]:
+    frame = queue.labelled().sort_values("created_at")
+    return list(zip(frame["text"], frame["label"], frame["labeller"], strict=True))
+
+
+class _FlakyQueue:
+    """A Queue whose database can be switched off, as when a server goes away mid-session."""
+
+    def __init__(self, queue):
+        self._queue = queue
+        self.down = False
+
+    def __getattr__(self, name):
+        attr = getattr(self._queue, name)
+        if callable(attr) and name in {"pop", "submit", "skip", "undo", "progress", "runs"}:
+            def guarded(*args, **kwargs):
+                if self.down:
+                    raise DatabaseUnavailable("Cannot reach the database at test://: gone.")
+                return attr(*args, **kwargs)
+
+            return guarded
+        return attr
+
+
+def test_widget_module_imports_neither_sqlalchemy_nor_sklearn():
+    # The package's __init__ imports the Queue (and so SQLAlchemy); load the widget module on
+    # its own, under an empty package, to see what it pulls in itself.
+    code = (
+        "import sys, types, pathlib, widgetal.widget as _probe\n"
+        "folder = str(pathlib.Path(_probe.__file__).parent)\n"
+        "for name in [m for m in sys.modules if m.split('.')[0] in "
+        "('widgetal', 'sqlalchemy', 'sklearn', 'pandas')]:\n"
+        "    del sys.modules[name]\n"
+        "pkg = types.ModuleType('widgetal'); pkg.__path__ = [folder]\n"
+        "sys.modules['widgetal'] = pkg\n"
+        "import widgetal.widget\n"
+        "w = sys.modules['widgetal.widget']; assert hasattr(w, 'Labeller')\n"
+        "print(','.join(m for m in ('sqlalchemy', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_untrusted_text_is_shown_escaped_never_as_html(queue):
+    queue.add(["<script>alert('x')</script> & <b>bold</b>"])
+    w = Labeller(queue, labeller="ana")
+    assert "<script>" not in w._text.value
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in (
+        w._text.value
+    )
+
+
+def test_clicking_label_buttons_records_labels_with_labeller_and_seconds(queue):
+    queue.add(["first", "second", "third"])
+    w = Labeller(queue, labeller="ana")
+    assert [b.description for b in w._label_buttons] == ["negative (1)", "positive (2)"]
+    assert w.item.text == "first"
+    w._label_buttons[1].click()
+    assert w.item.text == "second"
+    w._label_buttons[0].click()
+    assert _labels(queue) == [("first", "positive", "ana"), ("second", "negative", "ana")]
+    assert queue.labelled()["seconds"].notna().all()
+    assert (queue.labelled()["seconds"] >= 0).all()
+    assert w.item.text == "third"
+
+
+def test_keys_label_skip_and_undo(queue):
+    queue.add(["a", "b", "c", "d"])
+    w = Labeller(queue, labeller="ana")
+    w.handle_key(_key("1"))  # a -> negative
+    w.handle_key(_key("s"))  # b skipped
+    w.handle_key(_key("2"))  # c -> positive
+    assert w.item.text == "d"
+    w.handle_key(_key("u"))  # c back on screen
+    assert w.item.text == "c"
+    assert "Undone" in w.message
+    w.handle_key(_key("2"))
+    w.handle_key(_key("Backspace"))
+    assert w.item.text == "c"
+    w.handle_key(_key("1"))
+    assert _labels(queue) == [("a", "negative", "ana"), ("c", "negative", "ana")]
+    assert w.item.text == "d"
+
+
+def test_held_keys_modifiers_and_unmapped_keys_do_nothing(queue):
+    queue.add(["a", "b"])
+    w = Labeller(queue, labeller="ana")
+    w.handle_key(_key("1", repeat=True))
+    w.handle_key(_key("2", ctrlKey=True))
+    w.handle_key(_key("3"))  # only two labels
+    w.handle_key(_key("x"))
+    w.handle_key({"type": "keyup", "key": "1"})
+    assert queue.progress().done == 0
+    assert w.item.text == "a"
+
+
+def test_skipped_text_is_not_shown_again_to_that_labeller(queue):
+    queue.add(["a", "b"])
+    w = Labeller(queue, labeller="ana")
+    w._skip.click()
+    assert w.item.text == "b"
+    w._label_buttons[0].click()
+    assert w.item is None
+    assert Labeller(queue, labeller="bob").item.text == "a"
+
+
+def test_undo_with_nothing_to_undo_says_so(queue):
+    queue.add(["a"])
+    w = Labeller(queue, labeller="ana")
+    w._undo.click()
+    assert "Nothing to undo" in w.message
+    assert w.item.text == "a"
+
+
+def test_item_labelled_by_someone_else_is_reported_and_the_next_shown(queue):
+    queue.add(["a", "b"])
+    w = Labeller(queue, labeller="ana")
+    queue.submit(w.item.item_id, "positive", "bob")  # e.g. after ana's lease ran out
+    w._label_buttons[0].click()
+    assert "someone else labelled that text first" in w.message.lower()
+    assert _labels(queue) == [("a", "positive", "bob")]
+    assert w.item.text == "b"
+
+
+def test_database_outage_keeps_the_label_until_retry_saves_it(queue):
+    queue.add(["a", "b"])
+    flaky = _FlakyQueue(queue)
+    w = Labeller(flaky, labeller="ana")
+    flaky.down = True
+    w._label_buttons[0].click()
+    assert w.pending == ("label", "negative")
+    assert "Not saved yet" in w.message and "negative" in w.message
+    assert w._retry.layout.display is None  # the Retry button is visible
+    w._label_buttons[1].click()  # still down: the latest choice is what is kept
+    assert w.pending == ("label", "positive")
+    assert w.item.text == "a"
+    flaky.down = False
+    assert queue.progress().done == 0
+    w._retry.click()
+    assert w.pending is None
+    assert _labels(queue) == [("a", "positive", "ana")]
+    assert w.item.text == "b"
+    assert w.message == ""
+
+
+def test_database_outage_on_fetching_the_next_text_offers_retry(queue):
+    queue.add(["a", "b"])
+    flaky = _FlakyQueue(queue)
+    w = Labeller(flaky, labeller="ana")
+    real_pop = queue.pop
+    queue_down_for_pop = {"on": True}
+
+    def pop(labeller):
+        if queue_down_for_pop["on"]:
+            raise DatabaseUnavailable("gone")
+        return real_pop(labeller)
+
+    flaky.pop = pop
+    w._label_buttons[0].click()  # saved, but the next text cannot be fetched
+    assert _labels(queue) == [("a", "negative", "ana")]
+    assert w.item is None and "Cannot fetch the next text" in w.message
+    assert all(b.disabled for b in w._label_buttons)
+    queue_down_for_pop["on"] = False
+    w.retry()
+    assert w.item.text == "b"
+    assert not any(b.disabled for b in w._label_buttons)
+
+
+def test_empty_queue_says_all_done_with_counts(queue):
+    queue.add(["a", "b"])
+    queue.submit(queue.pop("bob").item_id, "positive", "bob")
+    w = Labeller(queue, labeller="ana")
+    w._label_buttons[0].click()
+    assert w.item is None
+    assert "All done" in w.message
+    assert "2 of 2 texts are labelled; 1 by you" in w.message
+    assert all(b.disabled for b in w._label_buttons)
+    assert w._bar.value == 2 and w._bar.max == 2
+
+
+def test_progress_counts_per_label_and_own(queue):
+    queue.add(["a", "b", "c", "d"])
+    queue.submit(queue.pop("bob").item_id, "positive", "bob")
+    w = Labeller(queue, labeller="ana")
+    w.handle_key(_key("1"))
+    counts = w._counts.value
+    assert "<b>2</b> labelled" in counts and "<b>2</b> left" in counts
+    assert "negative 1" in counts and "positive 1" in counts
+    assert "you: <b>1</b>" in counts
+
+
+def test_model_run_ranking_the_queue_is_shown_with_its_cv_score(queue):
+    queue.add(["a", "b"])
+    w = Labeller(queue, labeller="ana")
+    assert "import order" in w._model_line.value
+    run_id = queue.start_run(n_labels=40)
+    queue.finish_run(run_id, metrics={"f1_macro": 0.8123, "accuracy": 0.85}, model_file="m.pkl")
+    ids = [w.item.item_id, w.item.item_id + 1]
+    queue.reorder(ids, [0.1, 0.9], ranked_by=run_id)
+    w.handle_key(_key("s"))
+    line = w._model_line.value
+    assert f"run #{run_id}" in line and "40 labels" in line and "CV macro-F1 0.812" in line
+
+
+def test_name_prompt_comes_first_and_labels_carry_the_name(queue, monkeypatch):
+    monkeypatch.delenv("QUERY_STRING", raising=False)
+    queue.add(["a"])
+    w = Labeller(queue)
+    assert w.labeller is None and w.item is None
+    assert w._name_box in w.children
+    w.start("  ")
+    assert "Type your name" in w._name_message.value
+    w._name.value = "carla"
+    w._name_box.children[1].children[1].click()  # Start
+    assert w.labeller == "carla" and w.item.text == "a"
+    w.handle_key(_key("2"))
+    assert _labels(queue) == [("a", "positive", "carla")]
+
+
+def test_labeller_comes_from_the_voila_url(queue, monkeypatch):
+    queue.add(["a"])
+    monkeypatch.setenv("QUERY_STRING", "labeller=d%C3%A9sir%C3%A9e&x=1")
+    assert Labeller(queue).labeller == "désirée"
+    assert labeller_from_url("?labeller=") is None
+    assert labeller_from_url("") is None
+
+
+def test_meta_fields_are_optional_and_escaped(queue):
+    import pandas as pd
+
+    queue.add(pd.DataFrame({"text": ["a"], "source": ["<i>web</i>"]}))
+    assert Labeller(queue, labeller="ana")._meta.value == ""
+    shown = Labeller(queue, labeller="ana", show_meta=True)._meta.value
+    assert "&lt;i&gt;web&lt;/i&gt;" in shown and "<i>" not in shown
+
+
+def test_model_guess_is_off_by_default_and_shows_the_latest_model(queue, tmp_path):
+    pytest.importorskip("sklearn")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from widgetal import models
+
+    queue.add(["awful awful film"])
+    assert Labeller(queue, labeller="ana", models_dir=str(tmp_path))._guess.value == ""
+    w = Labeller(queue, labeller="ana", show_guess=True, models_dir=str(tmp_path))
+    assert "no model yet" in w._guess.value
+    texts = ["awful", "awful bad", "great", "great good"]
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression())
+    pipe.fit(texts, ["negative", "negative", "positive", "positive"])
+    models.save_model(pipe, tmp_path, {"f1_macro": 1.0}, {"n_labels": 4})
+    w = Labeller(queue, labeller="ana", show_guess=True, models_dir=str(tmp_path))
+    assert "Model&#x27;s guess" in w._guess.value or "Model's guess" in w._guess.value
+    assert "<b>negative</b>" in w._guess.value
+
+
+def test_more_than_nine_labels_get_buttons_but_only_nine_keys(sqlite_url):
+    from widgetal import Queue
+
+    labels = [f"l{i}" for i in range(11)]
+    q = Queue(sqlite_url, labels=labels)
+    q.add(["a", "b"])
+    w = Labeller(q, labeller="ana")
+    assert len(w._label_buttons) == 11
+    assert w._label_buttons[8].description == "l8 (9)"
+    assert w._label_buttons[10].description == "l10"
+    w.handle_key(_key("9"))
+    assert _labels(q) == [("a", "l8", "ana")]
+    q.engine.dispose()
