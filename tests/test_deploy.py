@@ -1,0 +1,251 @@
+"""The team deployment: docker-compose.yml, the Dockerfile, .env.example and the shipped sample.
+
+There is no Docker engine in CI, so the compose file is checked statically (its structure, and
+``docker-compose config`` when Debian's docker-compose is installed), and the command the
+orchestrator container runs is run here, with the compose file's environment, against the real
+PostgreSQL test server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from widgetal import Queue
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+SAMPLE = ROOT / "widgetal" / "data" / "sample.csv"
+_VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, as `docker compose` resolves them."""
+
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if env.get(name):
+            return env[name]
+        if op and op.endswith("?"):
+            raise KeyError(f"{name}: {arg}")
+        return arg if op else ""
+
+    return _VAR.sub(one, value)
+
+
+def data_loading_steps() -> list[list[str]]:
+    """The `docker compose run --rm orchestrator ...` lines documented in the compose file."""
+    prefix = "docker compose run --rm orchestrator "
+    steps = []
+    for line in COMPOSE.read_text().splitlines():
+        text = line.lstrip("# ").strip()
+        if text.startswith(prefix):
+            steps.append(shlex.split(text[len(prefix):].split("#")[0]))
+    return steps
+
+
+# -- the compose file's structure --------------------------------------------------------------
+
+
+def test_compose_has_the_four_services_and_adminer_is_optional(compose):
+    services = compose["services"]
+    assert set(services) == {"db", "orchestrator", "labeller", "adminer"}
+    assert services["adminer"]["profiles"] == ["admin"]
+    assert all("profiles" not in services[s] for s in ("db", "orchestrator", "labeller"))
+    assert services["adminer"]["ports"][0].startswith("127.0.0.1:")  # not open to the network
+
+
+def test_database_has_a_password_from_env_a_named_volume_and_a_healthcheck(compose):
+    db = compose["services"]["db"]
+    assert db["image"] == "postgres:15"
+    env = db["environment"]
+    assert env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "POSTGRES_HOST_AUTH_METHOD" not in env  # no trust auth
+    volume, _, target = db["volumes"][0].partition(":")
+    assert volume in compose["volumes"] and target == "/var/lib/postgresql/data"
+    test = " ".join(db["healthcheck"]["test"])
+    assert "pg_isready" in test and env["POSTGRES_USER"] in test
+
+
+def test_orchestrator_runs_orchestrator_py_after_a_healthy_db_and_keeps_models(compose):
+    orch = compose["services"]["orchestrator"]
+    assert orch["command"][-1] == "orchestrator.py" and (ROOT / "orchestrator.py").exists()
+    assert orch["depends_on"]["db"]["condition"] == "service_healthy"
+    assert orch["restart"] == "on-failure"
+    env = orch["environment"]
+    assert "./models:" + env["WIDGETAL_MODELS_DIR"] in orch["volumes"]
+    url = env["WIDGETAL_DB_URL"]
+    assert "${POSTGRES_PASSWORD:?" in url and "@db:5432/" in url
+    for name in ("INTERVAL_SECONDS", "MIN_NEW_LABELS", "FEATURIZER", "STRATEGY", "EXPLORE"):
+        assert f"${{WIDGETAL_{name}:-" in env[f"WIDGETAL_{name}"]
+
+
+def test_labeller_serves_the_app_on_its_published_port(compose):
+    lab = compose["services"]["labeller"]
+    cmd = lab["command"]
+    assert cmd[:2] == ["widgetal", "serve"]
+    assert cmd[cmd.index("--ip") + 1] == "0.0.0.0"
+    port = cmd[cmd.index("--port") + 1]
+    published = interpolate(lab["ports"][0], env_example())
+    assert published.endswith(f":{port}")
+    assert lab["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "@db:5432/" in lab["environment"]["WIDGETAL_DB_URL"]
+
+
+def test_no_secret_in_the_repository_and_every_variable_is_documented(compose):
+    text = COMPOSE.read_text()
+    # Passwords only ever come from .env: no literal value, no user:password@ in a URL.
+    assert not re.search(r"PASSWORD:\s+[^$\s]", text)
+    assert not re.search(r"://[^:/\s]+:(?!\$\{)[^@\s]+@", text)
+    example = env_example()
+    assert example["POSTGRES_PASSWORD"] == ""  # the example holds no password to copy
+    for name in {m.group(1) for m in _VAR.finditer(text)}:
+        assert name in example, f"{name} is used in docker-compose.yml but not in .env.example"
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    tracked = subprocess.run(
+        ["git", "ls-files", ".env"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    assert tracked.strip() == ""
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(compose["services"]["db"]["environment"]["POSTGRES_PASSWORD"], {})
+
+
+def test_dockerfile_installs_cpu_torch_then_the_app_and_ships_the_orchestrator(compose):
+    assert compose["x-app"]["build"] == "."
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert lines[[ln.startswith("FROM") for ln in lines].index(True)] == "FROM python:3.11-slim"
+    runs = [ln for ln in lines if ln.startswith("RUN pip install")]
+    assert runs[0] == (
+        "RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    )
+    assert runs[1] == 'RUN pip install ".[postgres,transformers,app]"'
+    assert "COPY orchestrator.py ./" in lines
+    assert any(ln.startswith("USER ") and ln != "USER root" for ln in lines)
+
+
+def _compose_cli() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no docker-compose (apt install docker-compose) or docker compose plugin")
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES", "WIDGETAL"))}
+    bad = subprocess.run([*cli, "config", "-q"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "set POSTGRES_PASSWORD in .env" in bad.stderr + bad.stdout
+
+    example = (ROOT / ".env.example").read_text()
+    filled = re.sub(r"(?m)^POSTGRES_PASSWORD=$", "POSTGRES_PASSWORD=s3cret", example)
+    (tmp_path / ".env").write_text(filled)
+    ok = subprocess.run([*cli, "config"], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    resolved = yaml.safe_load(ok.stdout)
+    assert resolved["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
+    orch_env = resolved["services"]["orchestrator"]["environment"]
+    assert orch_env["WIDGETAL_DB_URL"] == "postgresql://widgetal:s3cret@db:5432/widgetal"
+
+
+# -- the sample --------------------------------------------------------------------------------
+
+
+def test_sample_is_small_and_regenerates_from_the_committed_script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from make_sample import make_rows
+    finally:
+        sys.path.pop(0)
+    frame = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
+    assert SAMPLE.stat().st_size < 100_000
+    assert list(frame.columns) == ["id", "text", "label"]
+    assert frame["id"].is_unique and frame["text"].is_unique
+    assert frame["label"].value_counts().to_dict() == {"positive": 200, "negative": 200}
+    assert frame.to_dict("records") == make_rows(len(frame))
+
+
+# -- the orchestrator container's command, for real --------------------------------------------
+
+
+def test_orchestrator_container_command_trains_a_model_on_postgresql(compose, postgres_url,
+                                                                    tmp_path):
+    orch = compose["services"]["orchestrator"]
+    settings = {**env_example(), "POSTGRES_PASSWORD": "unused"}
+    env = {k: interpolate(str(v), settings) for k, v in orch["environment"].items()}
+    models = tmp_path / "models"
+    models.mkdir()
+    # The same variables, pointed at the test server and a temporary models folder.
+    env.update(WIDGETAL_DB_URL=postgres_url, WIDGETAL_MODELS_DIR=str(models))
+    run_env = {**os.environ, **env}
+
+    # The documented data-loading step, with the image's working directory (the repo root).
+    steps = data_loading_steps()
+    assert [s[:2] for s in steps] == [["widgetal", "init"], ["widgetal", "import"]]
+    for step in steps:
+        done = subprocess.run([sys.executable, "-m", "widgetal.cli", *step[1:]], cwd=ROOT,
+                              env=run_env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    q = Queue(postgres_url)
+    assert q.progress().total == 400
+    labelled_by_hand = pd.read_csv(SAMPLE, dtype=str).head(60)
+    ids = q.find_external_ids(labelled_by_hand["id"].tolist())
+    for ext, label in zip(labelled_by_hand["id"], labelled_by_hand["label"], strict=True):
+        q.submit(ids[ext][0], label, "ana")
+
+    command = [sys.executable if c == "python" else c for c in orch["command"]]
+    proc = subprocess.Popen(command, cwd=ROOT, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(models.glob("*.pkl")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.5)
+        pkl = list(models.glob("*.pkl"))
+        assert pkl, "no model file within 180 s"
+        time.sleep(1)  # let the cycle finish its reorder and run record
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert pkl[0].with_suffix(".json").exists()
+    run = q.runs(limit=1)[0]
+    assert run["model_file"] and Path(run["model_file"]).name == pkl[0].name
+    assert run["n_labels"] == 60 and run["n_reranked"] == 340
+    q.engine.dispose()
