@@ -22,7 +22,8 @@ from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, Wid
 MAX_KEYED_LABELS = 9  # keys 1-9; further labels get a button without a shortcut
 _MODEL_RELOAD_SECONDS = 60  # how stale a shown guess may be; the orchestrator writes new models
 _TEXT_STYLE = (
-    "white-space: pre-wrap; overflow-wrap: anywhere; max-height: 50vh; overflow-y: auto; "
+    "box-sizing: border-box; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 50vh; "
+    "overflow-y: auto; "
     "font-size: 1.2em; line-height: 1.5; padding: 0.8em; border: 1px solid #ccc; "
     "border-radius: 4px; background: #fafafa; min-height: 3em"
 )
