@@ -275,6 +275,21 @@ def test_two_superintendent_widgets_never_get_the_same_item(queue):
     assert done.groupby("labeller").size().to_dict() == {"ana": 6, "ben": 6}
 
 
+def test_superintendent_widget_asking_for_the_name_labels_as_that_name(queue):
+    queue.add(TEXTS[:2])
+    box = ClickLabeller()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        si = superintendent.Superintendent(
+            queue=SuperintendentQueue(queue, "anonymous"), labelling_widget=box, worker_id=True
+        )
+    name_field = si.children[1].children[0]
+    name_field.value = "dora"
+    si._set_worker_id(name_field)  # what pressing Enter in its name field calls
+    box.click("positive")
+    assert queue.labelled()["labeller"].tolist() == ["dora"]
+
+
 def test_superintendent_undo_takes_back_the_previous_label(queue):
     queue.add(TEXTS[:4])
     _, box = widget_for(queue, "ana")

@@ -161,7 +161,9 @@ class SuperintendentQueue:
     queue : Queue
         The widgetal queue.
     labeller : str
-        Recorded with every label; superintendent's ``worker_id`` is the same thing.
+        Recorded with every label; superintendent's ``worker_id`` is the same thing. Name the
+        labeller here: superintendent 0.6's widget given ``worker_id="name"`` stores the name
+        but never starts its labelling loop (``worker_id=True``, which asks, does work).
 
     Examples
     --------
