@@ -196,6 +196,13 @@ def test_a_database_without_superintendent_table_is_named(queue, tmp_path):
         import_superintendent(url, queue)
 
 
+def test_a_missing_sqlite_file_is_named_and_not_created(queue, tmp_path):
+    missing = tmp_path / "nowhere.db"
+    with pytest.raises(InvalidInput, match="No such superintendent database file"):
+        import_superintendent(f"sqlite:///{missing}", queue)
+    assert not missing.exists()
+
+
 def test_cli_import_superintendent_twice(tmp_path):
     source = f"sqlite:///{tmp_path / 'si.db'}"
     target = f"sqlite:///{tmp_path / 'w.db'}"

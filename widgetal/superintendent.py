@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -331,6 +332,10 @@ def _read_source(source_url: str) -> tuple[list[dict[str, Any]], str]:
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise DatabaseUnavailable(f"'{source_url}' is not a usable database URL: {exc}") from exc
     where = engine.url.render_as_string(hide_password=True)
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path not in (None, "", ":memory:"):
+        if not Path(path).exists():  # SQLite would create an empty file and find no table
+            raise InvalidInput(f"No such superintendent database file: {path}")
     try:
         with engine.connect() as conn:
             names = set(sa.inspect(conn).get_table_names())
