@@ -106,7 +106,7 @@ class Queue:
         self.url = _normalise_url(url)
         self.lease_seconds = lease_seconds
         self.engine = _make_engine(self.url)
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             create_or_check(conn)
             stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
             if labels is not None:
@@ -154,7 +154,7 @@ class Queue:
             If another label set is already stored.
         """
         labels = _check_label_set(labels)
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
             if stored is None:
                 _write_setting(conn, "labels", labels)
@@ -196,7 +196,7 @@ class Queue:
         rows = io.prepare_rows(frame, text=text, id=id, label=label, labels=self._labels)
         now = _utcnow()
         added = present = n_labels = 0
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             for start in range(0, len(rows.external_ids), _CHUNK):
                 chunk = slice(start, start + _CHUNK)
                 ext = rows.external_ids[chunk]
@@ -243,7 +243,7 @@ class Queue:
         labeller = _check_labeller(labeller)
         now = _utcnow()
         params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
-        with self._translate_errors(), self._write() as conn:
+        with self._write(durable=False) as conn:
             own = conn.execute(sql.find_own_lease, params).scalar()
             if own is not None:
                 row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
@@ -275,7 +275,7 @@ class Queue:
                 f"'{label}' is not in this project's label set {self._labels}; nothing was saved."
             )
         now = _utcnow()
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
             if won is None:
                 exists = conn.execute(sql.item_exists, {"item_id": item_id}).first()
@@ -300,7 +300,7 @@ class Queue:
         """Give the item back to the queue; this labeller is not shown it again."""
         labeller = _check_labeller(labeller)
         params = {"item_id": item_id, "labeller": labeller}
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             if conn.execute(sql.item_exists, params).first() is None:
                 raise UnknownItem(f"There is no item {item_id}.")
             if conn.execute(sql.find_skip, params).first() is None:
@@ -315,7 +315,7 @@ class Queue:
         """
         labeller = _check_labeller(labeller)
         now = _utcnow()
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
             if latest is None:
                 raise NothingToUndo(f"{labeller} has no label to undo.")
@@ -389,7 +389,7 @@ class Queue:
 
     def progress(self, labeller: str | None = None) -> Progress:
         """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count."""
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             total, done = conn.execute(sql.count_items).one()
             per_label = dict(conn.execute(sql.count_per_label).all())
             per_labeller = dict(conn.execute(sql.count_per_labeller).all())
@@ -400,13 +400,13 @@ class Queue:
 
     def count_label_events(self) -> int:
         """All labels ever given, undone ones included: grows with every submit."""
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             return conn.execute(sql.count_label_events).scalar_one()
 
     def labelled(self) -> pd.DataFrame:
         """The labels that count, one row each, with text and labeller."""
         columns = ["item_id", "external_id", "text", "label", "labeller", "created_at", "seconds"]
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             rows = conn.execute(sql.read_labelled).all()
         frame = pd.DataFrame(rows, columns=columns)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
@@ -414,14 +414,14 @@ class Queue:
 
     def undone(self) -> pd.DataFrame:
         """Every item not done (``item_id``, ``text``), in current queue order."""
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             rows = conn.execute(sql.read_undone_items).all()
         return pd.DataFrame(rows, columns=["item_id", "text"])
 
     def find_external_ids(self, external_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
         """``{external_id: (item_id, done)}`` for those of ``external_ids`` that are stored."""
         found: dict[str, tuple[int, bool]] = {}
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             for chunk in _chunks([str(e) for e in external_ids]):
                 params = {"external_ids": chunk}
                 for row in conn.execute(sql.find_items_by_external_id, params):
@@ -431,7 +431,7 @@ class Queue:
     def items(self, item_ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked for (unknown ids are left out)."""
         found: dict[int, Item] = {}
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             for chunk in _chunks(list(item_ids)):
                 for row in conn.execute(sql.read_items, {"item_ids": chunk}):
                     found[row.id] = _item(row)
@@ -441,17 +441,17 @@ class Queue:
 
     def start_run(self, **fields: Any) -> int:
         """Open a run record; returns its id."""
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             return conn.execute(sql.insert_run, {"started_at": _utcnow(), **fields}).scalar_one()
 
     def finish_run(self, run_id: int, **fields: Any) -> None:
         """Close a run record with what the cycle did (``error=`` if it failed)."""
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             conn.execute(sql.finish_run, {"run_id": run_id, "finished_at": _utcnow(), **fields})
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """Run records, newest first."""
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(sql.read_runs, {"limit": limit})]
 
     # -- feature cache ----------------------------------------------------------------------
@@ -459,7 +459,7 @@ class Queue:
     def cached_features(self, featurizer: str, item_ids: Sequence[int]) -> dict[int, bytes]:
         """Stored vectors (as bytes) for those of ``item_ids`` that have one."""
         out: dict[int, bytes] = {}
-        with self._translate_errors(), self._read() as conn:
+        with self._read() as conn:
             for chunk in _chunks([int(i) for i in item_ids]):
                 params = {"featurizer": featurizer, "item_ids": chunk}
                 out.update(conn.execute(sql.read_features, params).all())
@@ -468,7 +468,7 @@ class Queue:
     def store_features(self, featurizer: str, vectors: dict[int, bytes]) -> None:
         """Cache vectors; the caller stores only ids it did not find."""
         rows = [{"featurizer": featurizer, "item_id": int(i), "vector": v} for i, v in vectors.items()]
-        with self._translate_errors(), self._write() as conn:
+        with self._write() as conn:
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(sql.insert_features, rows[start : start + _CHUNK])
 
@@ -478,14 +478,20 @@ class Queue:
         return now + timedelta(seconds=self.lease_seconds)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with self._translate_errors(), self.engine.begin() as conn:
-            yield conn
+    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction. Labels are durable (their commit waits for the disk); a
+        lease need not be (lost in a crash, the item is simply free again), which saves an
+        fsync on every pop."""
+        with self._translate_errors(), self.engine.connect() as conn:
+            with conn.execution_options(widgetal_durable=durable).begin():
+                if not durable and self.dialect == "postgresql":
+                    conn.execute(sql.relax_durability_postgresql)
+                yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         with self._translate_errors(), self.engine.connect() as conn:
-            with conn.execution_options(widgetal_begin="DEFERRED").begin():
+            with conn.execution_options(widgetal_begin="DEFERRED", widgetal_durable=False).begin():
                 yield conn
 
     @contextlib.contextmanager
@@ -536,13 +542,17 @@ def _make_engine(url: str) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
         if parsed.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
-        mode = conn.get_execution_options().get("widgetal_begin", "IMMEDIATE")
+        options = conn.get_execution_options()
+        mode = options.get("widgetal_begin", "IMMEDIATE")
+        # FULL: the commit reaches the disk before submit returns; NORMAL (safe in WAL against
+        # application crashes) for leases and reads.
+        durable = options.get("widgetal_durable", True)
+        conn.exec_driver_sql(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
     return engine

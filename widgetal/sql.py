@@ -96,6 +96,10 @@ lease_next_item = _lease(_next_free_item(skip_locked=True))
 # flight" rather than "queue empty"; waiting gives the right answer once it commits.
 lease_next_item_waiting = _lease(_next_free_item(skip_locked=False))
 
+# PostgreSQL: a lease need not survive a server crash (the item would simply be free again), so
+# a pop does not wait for its commit to reach disk. Labels never use this: they are durable.
+relax_durability_postgresql = sa.text("SET LOCAL synchronous_commit TO OFF")
+
 # Renew the lease on an item this labeller holds (or is handed back by undo).
 renew_lease = (
     items.update()
