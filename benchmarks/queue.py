@@ -21,7 +21,6 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Optional
 from urllib.parse import quote
 
 import numpy as np
@@ -125,7 +124,8 @@ def _bench_baseline(tmp: Path, sizes: list[int]) -> None:
         now = datetime.now(timezone.utc)
         with old.engine.begin() as conn:
             conn.execute(
-                table.insert(), [{"input": f'"t{i}"', "inserted_at": now, "priority": 0} for i in range(n)]
+                table.insert(),
+                [{"input": f'"t{i}"', "inserted_at": now, "priority": 0} for i in range(n)],
             )
         ids = list(range(1, n + 1))
         t = time.perf_counter()
@@ -154,7 +154,7 @@ def _postgres_schema_url(base: str) -> tuple[str, sa.Engine, str]:
 @app.command()
 def main(
     items: int = typer.Option(1_000_000, help="Items queued."),
-    postgres_url: Optional[str] = typer.Option(
+    postgres_url: str | None = typer.Option(
         None, envvar="WIDGETAL_TEST_POSTGRES_URL", help="Also benchmark this PostgreSQL server."
     ),
     labellers: int = typer.Option(16, help="Concurrent labelling processes."),

@@ -46,7 +46,11 @@ def test_default_database_is_a_sqlite_file_in_the_current_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "WIDGETAL_DB_URL"}
     subprocess.run(
         [sys.executable, "-m", "widgetal.cli", "init", "--labels", "a,b"],
-        cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     assert (tmp_path / "widgetal.db").exists()
 

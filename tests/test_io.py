@@ -74,7 +74,11 @@ def test_named_encoding_is_honoured(queue, tmp_path):
     [
         ("id,body\n1,a\n", {"id": "id"}, r"Missing column\(s\) \['text'\]"),
         ("id,text\n1,a\n", {"id": "ident"}, r"Missing column\(s\) \['ident'\]"),
-        ("id,text\n1,a\n2,   \n3,\n", {"id": "id"}, r"2 empty or whitespace-only texts .* rows 2, 3"),
+        (
+            "id,text\n1,a\n2,   \n3,\n",
+            {"id": "id"},
+            r"2 empty or whitespace-only texts .* rows 2, 3",
+        ),
         ("id,text\n1,a\n1,b\n2,c\n", {"id": "id"}, r"Duplicate ids .*'1'.* rows 1, 2"),
         (
             "id,text,label\n1,a,positive\n2,b,neutral\n",

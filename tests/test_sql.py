@@ -23,7 +23,9 @@ def _compile(name: str, dialect: str) -> str:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-@pytest.mark.parametrize("name", sorted(n for n in STATEMENTS if not n.endswith(("_sqlite", "_postgresql"))))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in STATEMENTS if not n.endswith(("_sqlite", "_postgresql")))
+)
 def test_every_shared_statement_compiles_for_both_databases(name, dialect):
     assert _compile(name, dialect).strip()
 

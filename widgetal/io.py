@@ -1,4 +1,4 @@
-"""Files in (CSV, JSONL, Parquet, DataFrame) and labels out, with validation before anything is stored."""
+"""Files in (CSV, JSONL, Parquet, DataFrame) and labels out, checked before anything is stored."""
 
 from __future__ import annotations
 
@@ -42,9 +42,7 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     try:
         if suffix in (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"):
             sep = "\t" if suffix.startswith(".tsv") else ","
-            return pd.read_csv(
-                path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding
-            )
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
         if suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
             return pd.read_json(path, lines=True, dtype=False, encoding=encoding)
         if suffix == ".parquet":
@@ -58,9 +56,7 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         raise InvalidInput(f"Unknown encoding '{encoding}': {exc}") from exc
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         raise InvalidInput(f"Cannot read {path} as {suffix[1:]}: {exc}") from exc
-    raise InvalidInput(
-        f"Don't know how to read '{path.name}': use .csv, .tsv, .jsonl or .parquet."
-    )
+    raise InvalidInput(f"Don't know how to read '{path.name}': use .csv, .tsv, .jsonl or .parquet.")
 
 
 def prepare_rows(
@@ -127,8 +123,7 @@ def prepare_rows(
     metas: list[dict[str, Any] | None]
     if other:
         metas = [
-            {k: _jsonable(v) for k, v in rec.items()}
-            for rec in frame[other].to_dict("records")
+            {k: _jsonable(v) for k, v in rec.items()} for rec in frame[other].to_dict("records")
         ]
     else:
         metas = [None] * len(frame)

@@ -253,9 +253,7 @@ class Queue:
                     row = conn.execute(sql.lease_next_item_waiting, params).first()
         return _item(row) if row is not None else None
 
-    def submit(
-        self, item_id: int, label: str, labeller: str, seconds: float | None = None
-    ) -> None:
+    def submit(self, item_id: int, label: str, labeller: str, seconds: float | None = None) -> None:
         """Record ``label`` for an item. The first label wins.
 
         Raises
@@ -363,11 +361,15 @@ class Queue:
                         sql.insert_scores_sqlite,
                         [
                             {"i": i, "s": s}
-                            for i, s in zip(ids[start : start + 100_000], vals[start : start + 100_000])
+                            for i, s in zip(
+                                ids[start : start + 100_000], vals[start : start + 100_000]
+                            )
                         ],
                     )
             with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
-                changed = conn.execute(sql.apply_priorities_sqlite, {"ranked_by": ranked_by}).rowcount
+                changed = conn.execute(
+                    sql.apply_priorities_sqlite, {"ranked_by": ranked_by}
+                ).rowcount
                 conn.execute(sql.clear_scores_table_sqlite)
         return changed
 
@@ -467,7 +469,9 @@ class Queue:
 
     def store_features(self, featurizer: str, vectors: dict[int, bytes]) -> None:
         """Cache vectors; the caller stores only ids it did not find."""
-        rows = [{"featurizer": featurizer, "item_id": int(i), "vector": v} for i, v in vectors.items()]
+        rows = [
+            {"featurizer": featurizer, "item_id": int(i), "vector": v} for i, v in vectors.items()
+        ]
         with self._write() as conn:
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(sql.insert_features, rows[start : start + _CHUNK])
@@ -596,7 +600,9 @@ def _utcnow() -> datetime:
 
 
 def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    )
 
 
 def _is_sqlite_lock(exc: Exception) -> bool:

@@ -114,9 +114,7 @@ def create_or_check(connection: sa.Connection) -> None:
     inspector = sa.inspect(connection)
     if not inspector.has_table(settings.name):
         metadata.create_all(connection)
-        connection.execute(
-            settings.insert().values(key="schema_version", value=SCHEMA_VERSION)
-        )
+        connection.execute(settings.insert().values(key="schema_version", value=SCHEMA_VERSION))
         return
     found = connection.execute(
         sa.select(settings.c.value).where(settings.c.key == "schema_version")
