@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -27,20 +26,20 @@ DbOption = typer.Option(
 )
 
 
-def db_url(db: Optional[str]) -> str:
+def db_url(db: str | None) -> str:
     """The database URL from --db, else $WIDGETAL_DB_URL, else the SQLite default."""
     return db or os.environ.get("WIDGETAL_DB_URL") or DEFAULT_URL
 
 
-def open_queue(db: Optional[str], **kwargs) -> Queue:
+def open_queue(db: str | None, **kwargs) -> Queue:
     return Queue(db_url(db), **kwargs)
 
 
 @app.command()
 def init(
     labels: str = typer.Option(..., help="Comma-separated label set, in order: negative,positive"),
-    instructions: Optional[str] = typer.Option(None, help="Instructions shown to labellers."),
-    db: Optional[str] = DbOption,
+    instructions: str | None = typer.Option(None, help="Instructions shown to labellers."),
+    db: str | None = DbOption,
 ):
     """Create the database (if needed) and store the label set."""
     label_list = [x.strip() for x in labels.split(",")]
@@ -53,27 +52,28 @@ def init(
 def import_(
     file: Path = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file."),
     text_col: str = typer.Option("text", help="Column holding the text."),
-    id_col: Optional[str] = typer.Option(None, help="Column holding a unique id (else: hash of text)."),
-    label_col: Optional[str] = typer.Option(None, help="Column with existing labels, if any."),
+    id_col: str | None = typer.Option(None, help="Column with a unique id (else: hash of text)."),
+    label_col: str | None = typer.Option(None, help="Column with existing labels, if any."),
     encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
     labeller: str = typer.Option("import", help="Labeller recorded for labels from --label-col."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
 ):
     """Add texts from a file; importing the same file again adds nothing twice."""
     q = open_queue(db)
     result = q.add(
         str(file), text=text_col, id=id_col, label=label_col, labeller=labeller, encoding=encoding
     )
+    merged = result.merged_duplicates
     console.print(
         f"Added {result.added} texts ({result.labels_added} with labels); "
         f"{result.already_present} were already there"
-        + (f"; {result.merged_duplicates} repeated texts merged" if result.merged_duplicates else "")
+        + (f"; {merged} repeated texts merged" if merged else "")
         + "."
     )
 
 
 @app.command()
-def status(db: Optional[str] = DbOption):
+def status(db: str | None = DbOption):
     """Counts, progress, and the latest model run."""
     q = open_queue(db)
     p = q.progress()
@@ -102,9 +102,104 @@ def status(db: Optional[str] = DbOption):
 
 
 @app.command()
+def orchestrate(
+    once: bool = typer.Option(False, "--once", help="Run one cycle and exit (for cron)."),
+    interval_seconds: float = typer.Option(
+        60, envvar="WIDGETAL_INTERVAL_SECONDS", help="Seconds between checks for new labels."
+    ),
+    min_new_labels: int = typer.Option(
+        10, envvar="WIDGETAL_MIN_NEW_LABELS", help="Retrain once this many new labels arrived."
+    ),
+    models_dir: Path = typer.Option(
+        Path("models"), envvar="WIDGETAL_MODELS_DIR", help="Where model files go."
+    ),
+    featurizer: str = typer.Option(
+        "tfidf", envvar="WIDGETAL_FEATURIZER", help="tfidf, or transformer:NAME_OR_PATH."
+    ),
+    strategy: str = typer.Option(
+        "entropy", envvar="WIDGETAL_STRATEGY",
+        help="least-confidence, margin, entropy, random, committee or density.",
+    ),
+    explore: float = typer.Option(
+        0.0, envvar="WIDGETAL_EXPLORE", help="Share of the queue's top given to random items."
+    ),
+    keep: int | None = typer.Option(
+        None, envvar="WIDGETAL_KEEP", help="Keep only the newest N models."
+    ),
+    wait_seconds: float | None = typer.Option(
+        None, envvar="WIDGETAL_WAIT_SECONDS",
+        help="Give up if the database is not up by then (default: forever; 120 with --once).",
+    ),
+    log_level: str = typer.Option("INFO", envvar="WIDGETAL_LOG_LEVEL", help="DEBUG, INFO, ..."),
+    db: str | None = DbOption,
+):
+    """Retrain on the labels, save a model, and order the queue by what it is least sure of."""
+    import logging
+
+    from .orchestrator import orchestrate as run_orchestrator
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if wait_seconds is None and once:
+        wait_seconds = 120
+    run = run_orchestrator(
+        db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
+        models_dir=models_dir, featurizer=featurizer, strategy=strategy, explore=explore,
+        keep=keep, wait_seconds=wait_seconds,
+    )
+    if run is not None:
+        if run.status == "trained":
+            console.print(
+                f"Run #{run.run_id}: {run.n_labels} labels, accuracy "
+                f"{run.metrics.get('accuracy', float('nan')):.3f}, macro-F1 "
+                f"{run.metrics.get('f1_macro', float('nan')):.3f}; saved {run.model_file}; "
+                f"reordered {run.n_reranked} items."
+            )
+        else:
+            console.print(f"Run #{run.run_id} {run.status}: {run.reason}")
+
+
+@app.command()
+def models(
+    models_dir: Path = typer.Option(
+        Path("models"), envvar="WIDGETAL_MODELS_DIR", help="The models folder."
+    ),
+):
+    """List saved models, oldest first: scores, label counts, featurizer, strategy."""
+    from .models import list_models
+
+    frame = list_models(models_dir)
+    if frame.empty:
+        console.print(f"No models in {models_dir} yet: run `widgetal orchestrate --once`.")
+        return
+    table = Table("file", "created (UTC)", "labels", "accuracy", "macro-F1", "ROC AUC",
+                  "featurizer", "strategy", "label counts")
+    for r in frame.itertuples():
+        counts = ", ".join(f"{k}: {v}" for k, v in (r.label_counts or {}).items())
+        table.add_row(
+            r.file, f"{r.created_at:%Y-%m-%d %H:%M:%S}", _cell(r.n_labels), _cell(r.accuracy),
+            _cell(r.f1_macro), _cell(r.roc_auc), str(r.featurizer), str(r.strategy), counts,
+        )
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def orchestrate_main() -> None:
+    """Entry point of the top-level ``orchestrator.py``: ``widgetal orchestrate`` renamed."""
+    sys.argv = [sys.argv[0], "orchestrate", *sys.argv[1:]]
+    main()
+
+
+@app.command()
 def export(
     file: Path = typer.Argument(..., help="Output .csv, .jsonl or .parquet."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
 ):
     """Write the labels that count (with text, labeller and time) to a file."""
     from .io import write_labels
@@ -157,6 +252,24 @@ def serve(
         raise typer.Exit(code)
 
 
+@app.command()
+def quickstart(
+    port: int = typer.Option(8866, help="Port for the labelling app."),
+    models_dir: Path = typer.Option(Path("models"), help="Where models are saved."),
+    sample: Path | None = typer.Option(
+        None, help="A CSV with id,text[,label] columns (default: the bundled sample)."
+    ),
+    db: str | None = DbOption,
+):
+    """Import the sample, start the orchestrator and the labelling app (Ctrl+C stops both)."""
+    from .quickstart import SAMPLE
+    from .quickstart import quickstart as run_quickstart
+
+    code = run_quickstart(db_url(db), models_dir=models_dir, port=port, sample=sample or SAMPLE)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point: widgetal's own errors become one clear line and exit code 1."""
     try:
@@ -164,7 +277,7 @@ def main() -> None:
     except WidgetalError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
-    except (ValueError,) as exc:
+    except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
     except typer.Abort:

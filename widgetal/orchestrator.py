@@ -216,6 +216,7 @@ class Orchestrator:
         interval_seconds: float = 60,
         min_new_labels: int = 10,
         stop_event: threading.Event | None = None,
+        backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 60,
     ) -> None:
         """Run a cycle at start, then every ``interval_seconds`` once ``min_new_labels`` new
@@ -227,7 +228,7 @@ class Orchestrator:
         """
         stop = stop_event or threading.Event()
         seen: tuple[int, int] | None = None  # (label events, items) at the last cycle
-        backoff = 1.0
+        backoff = backoff_seconds
         while not stop.is_set():
             try:
                 now_seen = (self.queue.count_label_events(), self.queue.progress().total)
@@ -240,10 +241,10 @@ class Orchestrator:
                 else:
                     log.debug("%d new labels since the last cycle; waiting for %d",
                               now_seen[0] - seen[0], min_new_labels)
-                backoff = 1.0
+                backoff = backoff_seconds
             except TRANSIENT_ERRORS as exc:
                 seen = None  # retry the cycle as soon as the database is back
-                log.warning("database error, retrying in %.0f s: %s", backoff, _first_line(exc))
+                log.warning("database error, retrying in %.1f s: %s", backoff, _first_line(exc))
                 stop.wait(backoff)
                 backoff = min(backoff * 2, max_backoff_seconds)
                 continue

@@ -1,0 +1,137 @@
+"""The models folder: atomic saves with sidecars, unique names, listing, loading, pruning."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from widgetal.features import make_featurizer
+from widgetal.models import (
+    COLUMNS,
+    NoModelYet,
+    list_models,
+    load_latest,
+    prune,
+    save_model,
+)
+
+TEXTS = ["good film", "great film", "lovely film", "bad film", "dull film", "awful film"] * 3
+Y = ["positive"] * 3 + ["negative"] * 3
+Y = Y * 3
+
+
+def _pipeline(C: float = 1.0) -> Pipeline:
+    feats = make_featurizer("tfidf").set_params(min_df=1)
+    return Pipeline([("features", feats), ("classifier", LogisticRegression(C=C))]).fit(TEXTS, Y)
+
+
+def _info(**extra):
+    return {
+        "n_labels": 18,
+        "label_counts": {"negative": 9, "positive": 9},
+        "labels": ["negative", "positive"],
+        "featurizer": "tfidf",
+        "strategy": "entropy",
+        "timings": {"fit": 0.01},
+        **extra,
+    }
+
+
+METRICS = {"accuracy": 0.9, "f1_macro": 0.8765432, "roc_auc": 0.95}
+
+
+def test_save_writes_a_time_named_model_and_a_sidecar(tmp_path):
+    path = save_model(_pipeline(), tmp_path / "models", METRICS, _info(run_id=7))
+    assert re.fullmatch(r"\d{8}T\d{6}Z_f1_macro-0\.8765\.pkl", path.name)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["metrics"] == METRICS
+    assert sidecar["label_counts"] == {"negative": 9, "positive": 9}
+    assert sidecar["labels"] == ["negative", "positive"]
+    assert sidecar["featurizer"] == "tfidf" and sidecar["strategy"] == "entropy"
+    assert sidecar["timings"] == {"fit": 0.01} and sidecar["run_id"] == 7
+    assert {"python", "sklearn", "numpy"} <= set(sidecar["versions"])
+    # nothing but the two finished files: temp files were renamed into place
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.stem + ".json"])
+
+
+def test_nan_scores_are_stored_as_null_and_named_by_accuracy(tmp_path):
+    path = save_model(_pipeline(), tmp_path, {"accuracy": 0.5, "f1_macro": float("nan")}, _info())
+    assert "_accuracy-0.5000" in path.name
+    assert json.loads(path.with_suffix(".json").read_text())["metrics"]["f1_macro"] is None
+
+
+def test_saves_in_the_same_second_get_distinct_names(tmp_path):
+    paths = []
+
+    def save():
+        paths.append(save_model(_pipeline(), tmp_path, METRICS, _info()))
+
+    threads = [threading.Thread(target=save) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({p.name for p in paths}) == 6
+    assert all(p.exists() and p.with_suffix(".json").exists() for p in paths)
+    assert len(list_models(tmp_path)) == 6
+
+
+def test_list_is_oldest_first_with_scores_and_counts(tmp_path):
+    first = save_model(_pipeline(), tmp_path, {**METRICS, "f1_macro": 0.7}, _info(n_labels=10))
+    time.sleep(0.01)
+    second = save_model(_pipeline(), tmp_path, METRICS, _info(n_labels=20))
+    frame = list_models(tmp_path)
+    assert set(COLUMNS) <= set(frame.columns)
+    assert frame["file"].tolist() == [first.name, second.name]
+    assert frame["n_labels"].tolist() == [10, 20]
+    assert frame["f1_macro"].tolist() == [0.7, METRICS["f1_macro"]]
+    assert frame["label_counts"].iloc[0] == {"negative": 9, "positive": 9}
+    assert frame["created_at"].is_monotonic_increasing
+
+
+def test_listing_ignores_half_written_and_foreign_files(tmp_path):
+    save_model(_pipeline(), tmp_path, METRICS, _info())
+    (tmp_path / ".tmp-abc.part").write_bytes(b"partial")
+    (tmp_path / "orphan.json").write_text("{}")  # sidecar without its model
+    (tmp_path / "notes.json").write_text("not json")
+    (tmp_path / "notes.pkl").write_bytes(b"")
+    assert len(list_models(tmp_path)) == 1
+
+
+def test_empty_or_missing_folder_lists_nothing_and_load_says_what_to_do(tmp_path):
+    assert list_models(tmp_path / "nope").empty
+    assert list(list_models(tmp_path).columns) == COLUMNS
+    with pytest.raises(NoModelYet, match="widgetal orchestrate --once"):
+        load_latest(tmp_path)
+
+
+def test_load_latest_returns_the_newest_pipeline_scoring_raw_text(tmp_path):
+    save_model(_pipeline(C=0.01), tmp_path, METRICS, _info())
+    time.sleep(0.01)
+    save_model(_pipeline(C=100.0), tmp_path, METRICS, _info())
+    model = load_latest(tmp_path)
+    assert model.named_steps["classifier"].C == 100.0
+    proba = model.predict_proba(["great film", "awful film"])
+    assert proba.shape == (2, 2) and np.allclose(proba.sum(axis=1), 1)
+    assert list(model.classes_[proba.argmax(axis=1)]) == ["positive", "negative"]
+
+
+def test_prune_keeps_the_newest_n_models_with_their_sidecars(tmp_path):
+    saved = []
+    for _ in range(5):
+        saved.append(save_model(_pipeline(), tmp_path, METRICS, _info()))
+        time.sleep(0.01)
+    removed = prune(tmp_path, keep=2)
+    assert removed == saved[:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        n for p in saved[3:] for n in (p.name, p.stem + ".json")
+    )
+    with pytest.raises(ValueError):
+        prune(tmp_path, keep=0)
