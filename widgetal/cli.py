@@ -254,8 +254,10 @@ def serve(
 
 @app.command()
 def quickstart(
-    port: int = typer.Option(8866, help="Port for the labelling app."),
-    models_dir: Path = typer.Option(Path("models"), help="Where models are saved."),
+    port: int = typer.Option(8866, envvar="WIDGETAL_PORT", help="Port for the labelling app."),
+    models_dir: Path = typer.Option(
+        Path("models"), envvar="WIDGETAL_MODELS_DIR", help="Where models are saved."
+    ),
     sample: Path | None = typer.Option(
         None, help="A CSV with id,text[,label] columns (default: the bundled sample)."
     ),

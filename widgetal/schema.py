@@ -103,6 +103,10 @@ features = sa.Table(
 )
 
 
+# A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.
+_lock_schema_postgresql = sa.text("SELECT pg_advisory_xact_lock(7261616263)")
+
+
 def create_or_check(connection: sa.Connection) -> None:
     """Create the tables in an empty database, or check the version of an existing one.
 
@@ -111,6 +115,10 @@ def create_or_check(connection: sa.Connection) -> None:
     SchemaVersionMismatch
         If the database holds widgetal tables of another schema version.
     """
+    if connection.dialect.name == "postgresql":
+        # Serialise first-time creation: an orchestrator and a labelling app started together
+        # on an empty database would otherwise both try to create the tables.
+        connection.execute(_lock_schema_postgresql)
     inspector = sa.inspect(connection)
     if not inspector.has_table(settings.name):
         metadata.create_all(connection)

@@ -1,0 +1,104 @@
+"""One command from a fresh clone to a labelling app: a project on SQLite with the sample texts,
+the orchestrator retraining in the background, and the Voila app in front."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from . import io, serve
+from .queue import Queue
+
+SAMPLE = Path(__file__).with_name("data") / "sample.csv"
+
+
+def seed_project(
+    db_url: str, sample: str | Path = SAMPLE, seed_per_label: int = 10
+) -> tuple[Queue, int]:
+    """Create (or reopen) the project and import the sample.
+
+    The sample carries a label for every text. Only ``seed_per_label`` of each label come in
+    labelled, so that the first model can train at once; the rest wait for a labeller.
+    Importing again adds nothing twice. Returns the queue and the number of texts added.
+    """
+    frame = io.read_table(sample)
+    if "label" in frame.columns:
+        labels = sorted(v for v in frame["label"].unique() if v)
+        seeds = frame.groupby("label").head(seed_per_label).index
+        frame = frame.assign(label=frame["label"].where(frame.index.isin(seeds), ""))
+    else:
+        labels = ["negative", "positive"]
+    q = Queue(db_url, labels=labels)
+    has_label = "label" in frame.columns
+    result = q.add(
+        frame,
+        text="text",
+        id="id" if "id" in frame.columns else None,
+        label="label" if has_label else None,
+        labeller="sample-seed",
+    )
+    return q, result.added
+
+
+def quickstart(
+    db_url: str,
+    models_dir: str | Path = "models",
+    port: int = 8866,
+    ip: str = "127.0.0.1",
+    sample: str | Path = SAMPLE,
+    interval_seconds: float = 15,
+    min_new_labels: int = 5,
+    ready: threading.Event | None = None,
+) -> int:
+    """Seed the project, start the orchestrator and the labelling app, run until stopped.
+
+    SIGINT (Ctrl+C) or SIGTERM stops both children cleanly; returns the worst exit code.
+    """
+    url = serve.absolute_sqlite_url(db_url)
+    q, added = seed_project(url, sample)
+    progress = q.progress()
+    print(
+        f"Project {url}: {progress.total} texts ({added} new), {progress.done} labelled, "
+        f"labels {q.labels}.",
+        flush=True,
+    )
+    orchestrator = subprocess.Popen(
+        [
+            sys.executable, "-m", "widgetal.cli", "orchestrate",
+            "--db", url,
+            "--models-dir", str(Path(models_dir).resolve()),
+            "--interval-seconds", str(interval_seconds),
+            "--min-new-labels", str(min_new_labels),
+        ]
+    )
+    app = serve.start(url, port=port, ip=ip, models_dir=models_dir)
+    print(f"Label at http://{ip}:{port}/?labeller=YOUR_NAME  (Ctrl+C stops everything)", flush=True)
+    stop = threading.Event()
+
+    def _stop(_signum, _frame):
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            if orchestrator.poll() is not None or app.poll() is not None:
+                break
+    finally:
+        for child in (app, orchestrator):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        codes = [_wait(child) for child in (app, orchestrator)]
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0 if stop.is_set() and all(c in (0, -15, 143) for c in codes) else max(map(abs, codes))
+
+
+def _wait(child: subprocess.Popen, timeout: float = 30) -> int:
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait()
