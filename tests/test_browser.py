@@ -30,13 +30,10 @@ TEXT = ".widgetal-text"
 LOAD_MS = 120_000  # the first page executes the notebook in a fresh kernel
 STEP_MS = 20_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                       "(apt-get install chromium); CI installs it"),
-    pytest.mark.timeout(420),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+needs_browser = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
 
 # The first text checks escaping end to end: it must appear as literal characters.
 HOSTILE = "<b>first</b> <script>window.__pwned = 1</script>"
@@ -78,7 +75,7 @@ def app(tmp_path):
     )
     try:
         _wait_for_port(port, proc)
-        yield q, f"http://127.0.0.1:{port}/"
+        yield q, f"http://127.0.0.1:{port}/", tmp_path / "voila.log"
     finally:
         proc.send_signal(signal.SIGTERM)  # widgetal serve passes it on; Voila stops its kernels
         try:
@@ -96,6 +93,7 @@ def app(tmp_path):
 
 @pytest.fixture
 def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
         try:
@@ -168,8 +166,11 @@ def _db(q: Queue) -> list[tuple[str, str, str]]:
     return list(zip(frame["text"], frame["label"], frame["labeller"], strict=True))
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
 def test_label_by_clicks_and_keys_with_undo_and_skip(app, browser):
-    q, base = app
+    q, base, log = app
     page = _open(browser, base, "ana")
     first = _shown(page)
     assert first == HOSTILE  # shown as text, not run or rendered
@@ -200,10 +201,14 @@ def test_label_by_clicks_and_keys_with_undo_and_skip(app, browser):
           f"over {len(latencies)} clicks (target: p50 <= 100 ms)")
     assert len(_db(q)) == 22
     assert p50 < 1000, "far slower than the 100 ms target: something is wrong"
+    assert "Culling kernels with idle durations > 900 seconds" in log.read_text()
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
 def test_two_labellers_at_once_never_see_the_same_text(app, browser):
-    q, base = app
+    q, base, _log = app
     bob = _open(browser, base, "bob")
     carla = _open(browser, base, "carla")
     seen = {"bob": [_shown(bob)], "carla": [_shown(carla)]}
@@ -216,3 +221,30 @@ def test_two_labellers_at_once_never_see_the_same_text(app, browser):
     assert len(labelled) == 12
     for text, _label, labeller in labelled:
         assert text in seen[labeller]
+
+
+# -- serve's settings (no browser needed) ------------------------------------------------------
+
+
+def test_voila_is_run_for_many_labellers_without_showing_code():
+    from widgetal.serve import LABEL_NOTEBOOK, voila_command
+
+    cmd = voila_command(port=9000, ip="0.0.0.0", cull_idle_seconds=120)
+    assert cmd[3] == str(LABEL_NOTEBOOK) and LABEL_NOTEBOOK.exists()
+    for arg in ["--port=9000", "--Voila.ip=0.0.0.0", "--strip_sources=True",
+                "--show_tracebacks=False", "--MappingKernelManager.cull_idle_timeout=120",
+                "--MappingKernelManager.cull_connected=False"]:
+        assert arg in cmd
+    assert not any("preheat" in a for a in cmd)  # pooled kernels would not see ?labeller=
+
+
+def test_kernels_get_an_absolute_database_path(tmp_path, monkeypatch):
+    from widgetal.serve import kernel_environment
+
+    monkeypatch.chdir(tmp_path)
+    env = kernel_environment("sqlite:///labels.db", models_dir="models")
+    assert env["WIDGETAL_DB_URL"] == f"sqlite:///{tmp_path / 'labels.db'}"
+    assert env["WIDGETAL_MODELS_DIR"] == str(tmp_path / "models")
+    pg = "postgresql://u:p@db/labels"
+    assert kernel_environment(pg)["WIDGETAL_DB_URL"] == pg
+    assert kernel_environment("sqlite:////abs/x.db")["WIDGETAL_DB_URL"] == "sqlite:////abs/x.db"
