@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -198,39 +199,66 @@ class Queue:
         added = present = n_labels = 0
         with self._write() as conn:
             for start in range(0, len(rows.external_ids), _CHUNK):
-                chunk = slice(start, start + _CHUNK)
-                ext = rows.external_ids[chunk]
+                ext = rows.external_ids[start : start + _CHUNK]
                 existing = set(conn.execute(sql.find_external_ids, {"external_ids": ext}).scalars())
                 new = [i for i, e in enumerate(ext, start) if e not in existing]
                 present += len(ext) - len(new)
                 if not new:
                     continue
-                params = [
-                    {
-                        "external_id": rows.external_ids[i],
-                        "text": rows.texts[i],
-                        "meta": rows.metas[i],
-                        "created_at": now,
-                        "done_at": now if rows.labels[i] is not None else None,
-                    }
-                    for i in new
-                ]
-                ids = dict((e, i) for i, e in conn.execute(sql.insert_items, params).all())
-                added += len(new)
-                label_rows = [
-                    {
-                        "item_id": ids[rows.external_ids[i]],
-                        "label": rows.labels[i],
-                        "labeller": labeller,
-                        "created_at": now,
-                    }
+                ids = self._insert_items(conn, rows, new, now)
+                labelled = [
+                    (ids[rows.external_ids[i]], rows.labels[i])
                     for i in new
                     if rows.labels[i] is not None
                 ]
-                if label_rows:
-                    conn.execute(sql.insert_label, label_rows)
-                    n_labels += len(label_rows)
+                if labelled:
+                    self._insert_labels(conn, labelled, labeller, now)
+                added += len(new)
+                n_labels += len(labelled)
         return AddResult(added, present, n_labels, rows.merged_duplicates)
+
+    def _insert_items(self, conn: sa.Connection, rows: Any, new: list[int], now: datetime):
+        """Insert rows ``new`` of ``rows``; returns {external_id: item_id}."""
+        ext = [rows.external_ids[i] for i in new]
+        done = [now if rows.labels[i] is not None else None for i in new]
+        if self.dialect == "postgresql":
+            params = {
+                "external_ids": ext,
+                "texts": [rows.texts[i] for i in new],
+                "metas": [
+                    None if rows.metas[i] is None else json.dumps(rows.metas[i]) for i in new
+                ],
+                "done_ats": done,
+                "now": now,
+            }
+            result = conn.execute(sql.insert_items_postgresql, params)
+        else:
+            params = [
+                {
+                    "external_id": e,
+                    "text": rows.texts[i],
+                    "meta": rows.metas[i],
+                    "created_at": now,
+                    "done_at": d,
+                }
+                for e, i, d in zip(ext, new, done)
+            ]
+            result = conn.execute(sql.insert_items, params)
+        return {e: i for i, e in result.all()}
+
+    def _insert_labels(
+        self, conn: sa.Connection, labelled: list[tuple[int, str]], labeller: str, now: datetime
+    ) -> None:
+        if self.dialect == "postgresql":
+            item_ids, names = map(list, zip(*labelled))
+            params = {"item_ids": item_ids, "labels": names, "labeller": labeller, "now": now}
+            conn.execute(sql.insert_labels_postgresql, params)
+            return
+        rows = [
+            {"item_id": i, "label": name, "labeller": labeller, "created_at": now}
+            for i, name in labelled
+        ]
+        conn.execute(sql.insert_label, rows)
 
     # -- the labeller's verbs ---------------------------------------------------------------
 
