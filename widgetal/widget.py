@@ -339,8 +339,8 @@ class Labeller(widgets.VBox):
         self._message = widgets.HTML()
         self._message.add_class("widgetal-message")
         help_line = _note(
-            f"Keys (pointer over this panel): 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} "
-            "label · s skip · u or Backspace undo"
+            f"Keys: 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} label · s skip · "
+            "u or Backspace undo (while the pointer is over this panel, which is then outlined)"
         )
         if not self.queue.labels:
             self._message.value = _message(
@@ -361,6 +361,7 @@ class Labeller(widgets.VBox):
             ]
         )
         self._panel.add_class("widgetal-panel")
+        self._panel.layout.padding = "4px 8px"
         self._keys = _key_listener(self._panel, self.handle_key)
 
     def _set_text(self, text: str) -> None:
