@@ -272,6 +272,63 @@ def quickstart(
         raise typer.Exit(code)
 
 
+@app.command()
+def simulate(
+    file: Path = typer.Argument(..., help="A labelled CSV, TSV, JSONL or Parquet file."),
+    text_col: str = typer.Option("text", help="Column holding the text."),
+    label_col: str = typer.Option("label", help="Column holding the known label."),
+    strategies: str = typer.Option(
+        "random,least-confidence,margin,entropy,committee,density",
+        help="Comma-separated strategies to compare; keep 'random' for the savings column.",
+    ),
+    batch: int = typer.Option(100, help="Labels added per round."),
+    start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
+    test_frac: float = typer.Option(0.1, help="Share held out for the test score."),
+    featurizer: str = typer.Option("tfidf", help="tfidf, or transformer:NAME_OR_PATH."),
+    repeats: int = typer.Option(3, help="Repeats with different seed sets (mean and std)."),
+    explore: float = typer.Option(0.0, help="Share of each batch drawn at random."),
+    seed: int = typer.Option(123, help="Seeds the test split and the repeats."),
+    max_labels: int | None = typer.Option(None, help="Stop curves at this many labels."),
+    out: Path = typer.Option(Path("results"), help="Folder for curves.csv, summary.csv, PNG."),
+    encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
+    columns: str | None = typer.Option(
+        None, help="The file has no header; its column names, e.g. target,ids,date,flag,user,text."
+    ),
+    no_header: bool = typer.Option(
+        False, "--no-header", help="The file has no header; columns are named 0, 1, 2, ..."
+    ),
+):
+    """Replay a labelled file: how many labels does each strategy need, against random?"""
+    from .simulate import load_labelled
+    from .simulate import simulate as run_simulation
+
+    names = [c.strip() for c in columns.split(",")] if columns else ([] if no_header else None)
+    texts, labels = load_labelled(file, text_col, label_col, encoding=encoding, columns=names)
+    result = run_simulation(
+        texts, labels, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+        featurizer=featurizer, batch=batch, start=start, test_frac=test_frac, repeats=repeats,
+        explore=explore, seed=seed, max_labels=max_labels,
+    )
+    paths = result.save(out)
+    summary = result.summary()
+    metric = result.metric
+    table = Table(
+        "strategy", f"labels to {summary.attrs['target']:.3f}", "saving vs random",
+        f"final {metric}", f"best {metric}",
+        title=f"{metric} on {result.settings['n_test']} held-out rows; full-data score "
+        f"{result.full_score:.3f} with {result.settings['n_pool']} labels; target = 99% of it",
+    )
+    for r in summary.itertuples():
+        reached = "not reached" if r.labels_to_target != r.labels_to_target else (
+            f"{r.labels_to_target:,.0f}")
+        saving = "-" if r.saving_vs_random_pct != r.saving_vs_random_pct else (
+            f"{r.saving_vs_random_pct:+.0f}%")
+        table.add_row(r.strategy, reached, saving, f"{getattr(r, f'final_{metric}'):.3f}",
+                      f"{getattr(r, f'best_{metric}'):.3f}")
+    console.print(table)
+    console.print(f"Wrote {paths['curves']}, {paths['summary']} and {paths['plot']}.")
+
+
 def main() -> None:
     """Entry point: widgetal's own errors become one clear line and exit code 1."""
     try:

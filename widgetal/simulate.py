@@ -22,10 +22,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from .errors import InvalidInput, NotEnoughLabels
+from .io import read_table
 from .strategies import STRATEGIES, mix_random, score_pool, top_n
 
 #: What ``widgetal simulate`` compares when no ``--strategies`` are given.
 DEFAULT_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "committee", "density")
+#: Uncertainty measures that rank a two-class pool identically (all are monotone in min p).
+_SAME_FOR_TWO = {"least-confidence", "margin", "entropy"}
 #: The share of the full-data score a strategy must reach; "labels to 99%" in the table.
 TARGET_SHARE = 0.99
 
@@ -238,14 +241,26 @@ def simulate(
     rows = []
     for repeat in range(repeats):
         seed_set = _seed_set(y_pool, start, np.random.default_rng([seed, repeat]))
+        done: dict[str, list[dict]] = {}
         for name in strategies:
+            twin = next((t for t in done if classes.size == 2 and {t, name} <= _SAME_FOR_TWO), None)
+            if twin is not None:
+                # For two classes these measures are monotone in the same min(p); rank the
+                # pool identically, so the curve is the twin's, not recomputed.
+                done[name] = [{**row, "strategy": name} for row in done[twin]]
+                bar.update(len(done[name]))
+                continue
             rng = np.random.default_rng([seed, repeat, _stable_hash(name)])
+            done[name] = []
             for n_labels, scores in _curve(
                 name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
                 rng, explore, n_members,
             ):
-                rows.append({"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores})
+                done[name].append(
+                    {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
+                )
                 bar.update(1)
+        rows.extend(row for name in strategies for row in done[name])
     bar.close()
     settings = {
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
@@ -253,6 +268,61 @@ def simulate(
         "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
     }
     return SimulationResult(pd.DataFrame(rows), metric, float(full_score), settings)
+
+
+def load_labelled(
+    path: str | Path,
+    text_col: str = "text",
+    label_col: str = "label",
+    *,
+    encoding: str = "utf-8",
+    columns: Sequence[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Texts and labels from a CSV / JSONL / Parquet file, read by :func:`widgetal.io.read_table`.
+
+    Parameters
+    ----------
+    path : str or Path
+    text_col, label_col : str
+        Column names (for a header-less file: names from ``columns``, or positions "0", "1", ...).
+    encoding : str
+        The file's text encoding, e.g. ``latin-1`` for sentiment140.
+    columns : sequence of str, optional
+        The file has no header row: these are its column names, in order (an empty sequence
+        numbers them "0", "1", ...). sentiment140: ``target,ids,date,flag,user,text``.
+
+    Raises
+    ------
+    InvalidInput
+        Unreadable file, missing column, or no labelled rows.
+    """
+    frame = read_table(path, encoding=encoding)
+    if columns is not None:
+        if Path(path).suffix.lower() not in (".csv", ".tsv", ".txt", ".gz"):
+            raise InvalidInput("--columns / --no-header apply to CSV and TSV files only.")
+        # read_table took the first data row for a header: put it back as a row. pandas renames
+        # repeated header cells ("x", "x.1"), so a header-less file must not repeat a first-row
+        # value; sentiment140 and most files don't.
+        first = pd.DataFrame([list(map(str, frame.columns))], columns=frame.columns)
+        frame = pd.concat([first, frame], ignore_index=True)
+        names = list(columns) or [str(i) for i in range(frame.shape[1])]
+        if len(names) != frame.shape[1]:
+            raise InvalidInput(
+                f"--columns names {len(names)} columns but the file has {frame.shape[1]}."
+            )
+        frame.columns = names
+    missing = [c for c in (text_col, label_col) if c not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"Missing column(s) {missing}; the file has {list(map(str, frame.columns))}. Name the "
+            "right ones with --text-col / --label-col (or --columns for a file without a header)."
+        )
+    labels = frame[label_col].map(lambda v: "" if v is None or v != v else str(v).strip())
+    texts = frame[text_col].map(lambda v: "" if v is None or v != v else str(v))
+    keep = (labels != "") & (texts.str.strip() != "")
+    if not keep.any():
+        raise InvalidInput(f"No row has both a text in '{text_col}' and a label in '{label_col}'.")
+    return texts[keep].tolist(), labels[keep].tolist()
 
 
 def labels_to_reach(n_labels: np.ndarray, scores: np.ndarray, target: float) -> float:

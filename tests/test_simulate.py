@@ -1,0 +1,197 @@
+"""Simulation: curves are computed, the table's arithmetic is right, bad files fail clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from widgetal.cli import app
+from widgetal.errors import InvalidInput, NotEnoughLabels
+from widgetal.simulate import (
+    SimulationResult,
+    labels_to_reach,
+    load_labelled,
+    saving_vs_random,
+    simulate,
+)
+
+POSITIVE = ["great", "love", "happy", "good", "fun", "nice"]
+NEGATIVE = ["awful", "hate", "sad", "bad", "boring", "ugly"]
+FILLER = ["the", "a", "day", "movie", "food", "weather", "today", "really", "so", "it"]
+
+
+def make_texts(n: int, classes: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Texts whose label shows in a few signal words among filler, some of them ambiguous."""
+    rng = np.random.default_rng(seed)
+    vocab = [POSITIVE, NEGATIVE, ["maybe", "perhaps", "unsure", "meh", "whatever", "okay"]]
+    rows = []
+    for i in range(n):
+        label = i % classes
+        words = list(rng.choice(FILLER, size=5))
+        words += list(rng.choice(vocab[label], size=rng.integers(1, 3)))
+        if rng.random() < 0.3:  # noise: a word of another class
+            words.append(rng.choice(vocab[(label + 1) % classes]))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": ["neg", "pos", "neutral"][label]})
+    return pd.DataFrame(rows)
+
+
+def test_every_strategy_gets_a_learning_curve_with_one_point_per_batch():
+    data = make_texts(300)
+    result = simulate(
+        data.text, data.label, strategies=["random", "entropy", "committee", "density"],
+        batch=40, start=20, repeats=2, progress=False,
+    )
+    assert result.metric == "roc_auc"
+    curves = result.curves
+    n_pool = result.settings["n_pool"]
+    assert n_pool == 270  # 10% held out
+    expected = [20, 60, 100, 140, 180, 220, 260, 270]
+    for name in ["random", "entropy", "committee", "density"]:
+        curve = curves[curves.strategy == name]
+        assert curve.n_labels.tolist() == expected
+        assert curve.repeats.eq(2).all()
+        assert curve.roc_auc_mean.between(0, 1).all()
+    # With every pool item labelled, every strategy trained the full-data model.
+    last = curves[curves.n_labels == n_pool]
+    np.testing.assert_allclose(last.roc_auc_mean, result.full_score)
+    # The words are informative: the model learns well beyond chance.
+    assert result.full_score > 0.85
+
+
+def test_simulation_repeats_exactly_with_the_same_seed():
+    data = make_texts(200)
+    kwargs = dict(strategies=["random", "margin"], batch=50, start=20, repeats=1, progress=False)
+    a = simulate(data.text, data.label, **kwargs).runs
+    b = simulate(data.text, data.label, **kwargs).runs
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_two_class_uncertainty_measures_share_one_curve():
+    data = make_texts(200)
+    result = simulate(
+        data.text, data.label, strategies=["random", "least-confidence", "margin", "entropy"],
+        batch=50, start=20, repeats=1, progress=False,
+    )
+    runs = result.runs.set_index(["strategy", "n_labels"])["roc_auc"]
+    np.testing.assert_array_equal(runs["margin"], runs["least-confidence"])
+    np.testing.assert_array_equal(runs["entropy"], runs["least-confidence"])
+
+
+def test_more_than_two_classes_report_macro_f1_and_accuracy():
+    data = make_texts(240, classes=3)
+    result = simulate(
+        data.text, data.label, strategies=["random", "margin"], batch=60, start=30,
+        repeats=1, progress=False,
+    )
+    assert result.metric == "macro_f1"
+    assert {"macro_f1_mean", "accuracy_mean"} <= set(result.curves.columns)
+
+
+def test_the_seed_set_holds_every_class_even_when_one_is_rare():
+    data = make_texts(200)
+    rare = data[data.label == "pos"].index[:6]
+    data = pd.concat([data[data.label == "neg"], data.loc[rare]])
+    # Four seed labels out of ~95 negatives: a plain random draw would usually miss "pos".
+    result = simulate(data.text, data.label, strategies=["random"], batch=50, start=4,
+                      repeats=3, progress=False, max_labels=4)
+    assert result.runs.n_labels.eq(4).all()  # training succeeded: both classes were there
+
+
+def test_labels_to_target_and_saving_on_a_hand_made_curve():
+    n = [100, 200, 300, 400, 500]
+    curves = {
+        "random": [0.60, 0.70, 0.80, 0.85, 0.90],
+        "entropy": [0.60, 0.80, 0.895, 0.91, 0.90],
+        "density": [0.50, 0.55, 0.60, 0.65, 0.70],
+    }
+    rows = [
+        {"strategy": s, "repeat": r, "n_labels": k, "roc_auc": v + (0.01 if r else -0.01)}
+        for s, values in curves.items() for r in (0, 1) for k, v in zip(n, values)
+    ]
+    result = SimulationResult(pd.DataFrame(rows), "roc_auc", full_score=0.90)
+    table = result.summary().set_index("strategy")
+    # Target 0.99 * 0.90 = 0.891: random reaches it at 500, entropy at 300, density never.
+    assert table.attrs["target"] == pytest.approx(0.891)
+    assert table.loc["random", "labels_to_target"] == 500
+    assert table.loc["entropy", "labels_to_target"] == 300
+    assert np.isnan(table.loc["density", "labels_to_target"])
+    assert table.loc["entropy", "saving_vs_random_pct"] == pytest.approx(40.0)
+    assert table.loc["random", "saving_vs_random_pct"] == 0
+    assert np.isnan(table.loc["density", "saving_vs_random_pct"])
+    assert table.loc["entropy", "best_roc_auc"] == pytest.approx(0.91)
+
+
+def test_arithmetic_helpers():
+    assert labels_to_reach(np.array([10, 20, 30]), np.array([0.5, 0.7, 0.6]), 0.65) == 20
+    assert np.isnan(labels_to_reach(np.array([10, 20]), np.array([0.5, 0.6]), 0.65))
+    assert saving_vs_random(2500, 5000) == 50.0
+    assert saving_vs_random(6000, 5000) == -20.0
+    assert np.isnan(saving_vs_random(float("nan"), 5000))
+
+
+def test_a_one_class_file_is_refused_with_a_clear_error():
+    data = make_texts(100)
+    data["label"] = "pos"
+    with pytest.raises(NotEnoughLabels, match="at least two"):
+        simulate(data.text, data.label, strategies=["random"], progress=False)
+
+
+def test_unknown_strategy_is_refused_before_any_work():
+    data = make_texts(100)
+    with pytest.raises(InvalidInput, match="least-confidence"):
+        simulate(data.text, data.label, strategies=["random", "uncertainty"], progress=False)
+
+
+def test_a_missing_column_names_the_columns_the_file_has(tmp_path):
+    path = tmp_path / "data.csv"
+    make_texts(50).to_csv(path, index=False)
+    with pytest.raises(InvalidInput, match=r"\['sentiment'\].*'text', 'label'"):
+        load_labelled(path, "text", "sentiment")
+
+
+def test_a_headerless_latin1_file_is_read_with_column_names(tmp_path):
+    path = tmp_path / "sentiment140.csv"
+    path.write_bytes(
+        '"0","1","Mon","NO_QUERY","u1","caf\xe9 was bad"\n'
+        '"4","2","Tue","NO_QUERY","u2","so good"\n'.encode("latin-1")
+    )
+    texts, labels = load_labelled(
+        path, "text", "target", encoding="latin-1",
+        columns=["target", "ids", "date", "flag", "user", "text"],
+    )
+    assert texts == ["café was bad", "so good"]
+    assert labels == ["0", "4"]
+    texts, labels = load_labelled(path, "5", "0", encoding="latin-1", columns=[])
+    assert labels == ["0", "4"]
+
+
+def test_cli_writes_curves_summary_and_plot_and_prints_the_table(tmp_path):
+    path = tmp_path / "data.csv"
+    make_texts(200).to_csv(path, index=False)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(
+        app,
+        ["simulate", str(path), "--strategies", "random,entropy", "--batch", "50",
+         "--start", "20", "--repeats", "1", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "saving vs random" in result.output and "entropy" in result.output
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.strategy) == {"random", "entropy"}
+    assert {"roc_auc_mean", "roc_auc_std", "n_labels"} <= set(curves.columns)
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.strategy) == ["random", "entropy"]
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_a_one_class_file_as_an_error(tmp_path):
+    path = tmp_path / "data.csv"
+    data = make_texts(60)
+    data["label"] = "pos"
+    data.to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["simulate", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, NotEnoughLabels)
