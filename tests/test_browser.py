@@ -6,6 +6,7 @@ exactly what the pages did. Prints click-to-next-text latency through Voila.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,45 +50,53 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"widgetal serve exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         with socket.socket() as s:
             s.settimeout(1)
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.25)
-    raise TimeoutError(f"Voila did not listen on port {port} within {timeout} s")
+    raise TimeoutError(f"The server did not listen on port {port} within {timeout} s")
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], port: int, log_path: Path, **popen):
+    """Run a server in its own process group until the block ends; always stopped."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            **popen)
+    try:
+        _wait_for_port(port, proc)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)  # widgetal serve passes it on; servers stop kernels
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # anything left of this process group (Voila, kernels) goes too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+        log.close()
 
 
 @pytest.fixture
 def app(tmp_path):
-    """A database of 80 texts and `widgetal serve` on a free loopback port; always stopped."""
+    """A database of 80 texts and `widgetal serve` on a free loopback port."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     q = Queue(url, labels=["negative", "positive"])
     q.add([HOSTILE] + [f"text number {i:03d}" for i in range(1, 80)])
     port = _free_port()
     exe = shutil.which("widgetal")
     cmd = [exe] if exe else [sys.executable, "-m", "widgetal.cli"]
-    log = open(tmp_path / "voila.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(
-        [*cmd, "serve", "--port", str(port), "--ip", "127.0.0.1", "--db", url,
-         "--models-dir", str(tmp_path / "models")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
-    )
+    cmd += ["serve", "--port", str(port), "--ip", "127.0.0.1", "--db", url,
+            "--models-dir", str(tmp_path / "models")]
     try:
-        _wait_for_port(port, proc)
-        yield q, f"http://127.0.0.1:{port}/", tmp_path / "voila.log"
+        with _server(cmd, port, tmp_path / "voila.log", cwd=tmp_path):
+            yield q, f"http://127.0.0.1:{port}/", tmp_path / "voila.log"
     finally:
-        proc.send_signal(signal.SIGTERM)  # widgetal serve passes it on; Voila stops its kernels
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # anything left of this process group (Voila, its kernels) goes too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-        log.close()
         q.engine.dispose()
 
 
@@ -221,6 +230,56 @@ def test_two_labellers_at_once_never_see_the_same_text(app, browser):
     assert len(labelled) == 12
     for text, _label, labeller in labelled:
         assert text in seen[labeller]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
+def test_keys_work_in_jupyterlab_without_triggering_its_shortcuts(tmp_path, browser):
+    pytest.importorskip("jupyterlab")
+    from widgetal.serve import LABEL_NOTEBOOK
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    q = Queue(url, labels=["negative", "positive"])
+    q.add(["lab one", "lab two", "lab three"])
+    shutil.copy(LABEL_NOTEBOOK, tmp_path / "label.ipynb")
+    port = _free_port()
+    env = {**os.environ, "WIDGETAL_DB_URL": url, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    env.pop("QUERY_STRING", None)
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+           "--ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    try:
+        with _server(cmd, port, tmp_path / "lab.log", env=env, cwd=tmp_path):
+            page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+            page.set_default_timeout(STEP_MS)
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/label.ipynb?reset", timeout=LOAD_MS)
+            page.wait_for_function(
+                "() => document.body.innerText.includes('(ipykernel) | Idle')", timeout=LOAD_MS
+            )
+            page.click(".jp-Notebook .jp-CodeCell .cm-content")
+            page.keyboard.press("Control+Enter")  # run the cell
+            page.wait_for_selector(".widgetal-name input", timeout=LOAD_MS)
+            page.fill(".widgetal-name input", "jo")  # no URL in Jupyter: the name prompt
+            page.click(".widgetal-start")
+            page.wait_for_function(
+                "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
+                arg=TEXT,
+            )
+            assert _shown(page) == "lab one"
+            assert _after(page, _key(page, "2")) == "lab two"
+            assert _after(page, _key(page, "Backspace")) == "lab one"
+            assert _after(page, _key(page, "1")) == "lab two"
+            # JupyterLab's own command-mode keys (1 = heading, ...) did not fire.
+            assert page.locator(".jp-MarkdownCell").count() == 0
+        assert _db(q) == [("lab one", "negative", "jo")]
+    finally:
+        q.engine.dispose()
 
 
 # -- serve's settings (no browser needed) ------------------------------------------------------
