@@ -307,3 +307,11 @@ def test_kernels_get_an_absolute_database_path(tmp_path, monkeypatch):
     pg = "postgresql://u:p@db/labels"
     assert kernel_environment(pg)["WIDGETAL_DB_URL"] == pg
     assert kernel_environment("sqlite:////abs/x.db")["WIDGETAL_DB_URL"] == "sqlite:////abs/x.db"
+
+
+def test_serve_refuses_a_database_without_a_label_set(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    out = subprocess.run([sys.executable, "-m", "widgetal.cli", "serve", "--db", url],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "no label set yet" in out.stderr and "widgetal init" in out.stderr

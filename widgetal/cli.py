@@ -240,10 +240,18 @@ def serve(
     db: str | None = DbOption,
 ):
     """Serve the labelling app with Voila: open http://IP:PORT/?labeller=NAME per labeller."""
+    from .errors import NotInitialised
     from .serve import serve as run_voila
 
     url = db_url(db)
-    Queue(url)  # fail here, with a clear message, if the database is unreachable
+    q = Queue(url)
+    if not q.labels:  # fail here, with a clear message, not in every labeller's page
+        where = q.engine.url.render_as_string(hide_password=True)
+        raise NotInitialised(
+            f"{where} has no label set yet: run `widgetal init --labels a,b` and "
+            "`widgetal import FILE` first (with the same --db)."
+        )
+    q.engine.dispose()
     console.print(f"Serving the labelling app on http://{ip}:{port}/?labeller=YOUR_NAME "
                   "(Ctrl+C stops it).")
     code = run_voila(url, port=port, ip=ip, models_dir=models_dir,
