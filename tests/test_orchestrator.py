@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from widgetal import Queue
-from widgetal.errors import DatabaseUnavailable
+from widgetal.errors import DatabaseUnavailable, NotEnoughLabels
 from widgetal.features import TransformerEmbedder
 from widgetal.models import list_models, load_latest
 from widgetal.orchestrator import Orchestrator, wait_for_database
@@ -33,17 +33,25 @@ NEUTRAL = "the film day work home today movie night we it was at my our this".sp
 
 
 def generated(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
-    """Texts whose sentiment words mostly, not always, agree with the label."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(start, start + n):
-        positive = bool(rng.integers(2))
-        mine, other = (POSITIVE, NEGATIVE) if positive else (NEGATIVE, POSITIVE)
-        words = list(rng.choice(NEUTRAL, 5)) + list(rng.choice(mine, rng.integers(1, 3)))
-        words += list(rng.choice(other, rng.integers(0, 2)))
-        rng.shuffle(words)
-        rows.append((f"g{i}", " ".join(words), LABELS[positive]))
-    return pd.DataFrame(rows, columns=["id", "text", "label"])
+    """Texts whose sentiment words mostly, not always, agree with the label (vectorised: the
+    kill test needs 60,000 of them)."""
+    rng = np.random.default_rng(seed + start)
+    positive = rng.integers(2, size=n).astype(bool)[:, None]
+    neutral = rng.choice(NEUTRAL, size=(n, 5))
+    own = np.where(positive, rng.choice(POSITIVE, (n, 2)), rng.choice(NEGATIVE, (n, 2)))
+    other = np.where(positive, rng.choice(NEGATIVE, (n, 1)), rng.choice(POSITIVE, (n, 1)))
+    n_own, n_other = rng.integers(1, 3, n), rng.integers(0, 2, n)
+    texts = [
+        " ".join([*neutral[i, :3], *own[i, : n_own[i]], *neutral[i, 3:], *other[i, : n_other[i]]])
+        for i in range(n)
+    ]
+    return pd.DataFrame(
+        {
+            "id": [f"g{i}" for i in range(start, start + n)],
+            "text": texts,
+            "label": np.where(positive[:, 0], "positive", "negative"),
+        }
+    )
 
 
 @pytest.fixture
@@ -145,7 +153,10 @@ def test_too_few_labels_per_class_for_the_folds_is_skipped(queue, tmp_path):
     for label in ["positive"] * 6 + ["negative"] * 3:
         item = queue.pop("ana")
         queue.submit(item.item_id, label, "ana")
-    run = Orchestrator(queue, models_dir=tmp_path, cv_folds=5).run_once()
+    orch = Orchestrator(queue, models_dir=tmp_path, cv_folds=5)
+    with pytest.raises(NotEnoughLabels, match="need 5 each"):
+        orch.check_labels({"negative": 3, "positive": 6})
+    run = orch.run_once()
     assert run.status == "skipped"
     assert "negative: 3" in run.reason and "need 5 each" in run.reason
     three_folds = Orchestrator(queue, models_dir=tmp_path, cv_folds=3)

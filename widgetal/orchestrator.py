@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from . import features, models, strategies
-from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels, WidgetalError
+from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .queue import Queue
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,10 @@ class Orchestrator:
             y = labelled["label"].to_numpy(dtype=object)
             run.n_labels = len(labelled)
             run.label_counts = _label_counts(y, q.labels)
-            reason = self._not_enough(run.label_counts, q.labels)
-            if reason is not None:
+            try:
+                self.check_labels(run.label_counts)
+            except NotEnoughLabels as exc:
+                reason = str(exc)
                 log.info("run %s skipped: %s", run_id, reason)
                 run.status, run.reason, run.timings = "skipped", reason, timings
                 run.finished_at = _utcnow()
@@ -254,22 +256,33 @@ class Orchestrator:
 
     # -- parts of a cycle -------------------------------------------------------------------
 
-    def _not_enough(self, counts: dict[str, int], label_set: list[str]) -> str | None:
+    def check_labels(self, counts: dict[str, int]) -> None:
+        """Refuse to train before every labelled class can fill each cross-validation fold.
+
+        Raises
+        ------
+        NotEnoughLabels
+            No labels, a single class, or a class with fewer labels than ``cv_folds``; the
+            message says what to label next.
+        """
         need = self.cv_folds
+        label_set = self.queue.labels
         names = ", ".join(label_set) if label_set else "two labels"
-        if not counts:
-            return f"no labels yet: label at least {need} texts of each of {names}"
-        present = [k for k, n in counts.items() if n > 0]
+        present = {k: n for k, n in counts.items() if n > 0}
+        if not present:
+            raise NotEnoughLabels(f"no labels yet: label at least {need} texts of each of {names}")
         if len(present) < 2:
-            return (
-                f"only one class labelled so far ({present[0]}: {counts[present[0]]}); label at "
-                f"least {need} texts of another class"
+            (only, n), = present.items()
+            raise NotEnoughLabels(
+                f"only one class labelled so far ({only}: {n}); label at least {need} texts "
+                "of another class"
             )
-        short = {k: n for k, n in counts.items() if 0 < n < need}
+        short = {k: n for k, n in present.items() if n < need}
         if short:
             listed = ", ".join(f"{k}: {n}" for k, n in short.items())
-            return f"too few labels for {need}-fold cross-validation ({listed}); need {need} each"
-        return None
+            raise NotEnoughLabels(
+                f"too few labels for {need}-fold cross-validation ({listed}); need {need} each"
+            )
 
     def _features(self, item_ids: Any, texts: Any) -> Any:
         """Cached embeddings for transformer featurizers; raw texts for TF-IDF (fitted in CV)."""
@@ -497,11 +510,4 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = [
-    "Orchestrator",
-    "Run",
-    "orchestrate",
-    "wait_for_database",
-    "NotEnoughLabels",
-    "WidgetalError",
-]
+__all__ = ["Orchestrator", "Run", "orchestrate", "wait_for_database", "TRANSIENT_ERRORS"]
