@@ -20,6 +20,7 @@ from widgetal.models import (
     load_latest,
     prune,
     save_model,
+    update_info,
 )
 
 TEXTS = ["good film", "great film", "lovely film", "bad film", "dull film", "awful film"] * 3
@@ -135,3 +136,12 @@ def test_prune_keeps_the_newest_n_models_with_their_sidecars(tmp_path):
     )
     with pytest.raises(ValueError):
         prune(tmp_path, keep=0)
+
+
+def test_sidecar_fields_can_be_completed_after_the_save(tmp_path):
+    path = save_model(_pipeline(), tmp_path, METRICS, _info())
+    update_info(path, timings={"fit": 0.01, "reorder": 0.5}, n_reranked=40)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["timings"] == {"fit": 0.01, "reorder": 0.5} and sidecar["n_reranked"] == 40
+    assert sidecar["metrics"] == METRICS  # the rest is kept
+    assert len(list(tmp_path.iterdir())) == 2  # no temp file left behind

@@ -109,7 +109,8 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert 0.5 < sidecar["metrics"]["roc_auc"] <= 1.0
     assert sum(sidecar["label_counts"].values()) == 300
     assert sidecar["labels"] == LABELS and sidecar["featurizer"] == "tfidf"
-    assert {"cross_validate", "fit", "reorder"} <= set(sidecar["timings"]) | set(run.timings)
+    assert {"cross_validate", "fit", "score", "reorder"} <= set(sidecar["timings"])
+    assert sidecar["n_reranked"] == run.n_reranked
     recorded = queue.runs(limit=1)[0]
     assert recorded["id"] == run.run_id and recorded["error"] is None
     assert recorded["model_file"] == str(run.model_file)
@@ -467,3 +468,28 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_training_side_modules_import_no_widget_code():
+    import ast
+
+    import widgetal
+
+    root = Path(widgetal.__file__).parent
+    for name in ("orchestrator.py", "features.py", "models.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        } | {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        assert not imported & {"ipywidgets", "IPython", "widget", "voila"}, name

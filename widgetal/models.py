@@ -97,6 +97,15 @@ def save_model(
     return final
 
 
+def update_info(model_file: str | os.PathLike, **fields: Any) -> None:
+    """Add or replace sidecar fields (e.g. the timings of phases after the save), atomically."""
+    sidecar = Path(model_file).with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta.update(_jsonable(fields))
+    tmp = _write_temp(sidecar.parent, json.dumps(meta, indent=2, sort_keys=True).encode())
+    os.replace(tmp, sidecar)
+
+
 def list_models(models_dir: str | os.PathLike = "models") -> pd.DataFrame:
     """One row per saved model, oldest first (empty frame with the same columns if none).
 
@@ -257,6 +266,7 @@ def _jsonable(value: Any) -> Any:
 
 __all__ = [
     "save_model",
+    "update_info",
     "list_models",
     "load_latest",
     "load_model",

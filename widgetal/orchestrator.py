@@ -189,6 +189,7 @@ class Orchestrator:
             log.info("run %s: saved %s", run_id, run.model_file)
 
             run.n_reranked = self._rerank(run_id, pipeline, X, y, timings)
+            models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked)
             run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
             q.finish_run(
                 run_id,
