@@ -105,3 +105,12 @@ def test_label_notebook_explains_an_unreachable_database(tmp_path, monkeypatch):
     assert not _errors(nb)
     state = json.dumps(nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"])
     assert "Cannot start labelling" in state and "Cannot reach the database" in state
+
+
+def test_repository_notebooks_are_the_packaged_ones():
+    """One source of truth: notebooks/ links to the copies `widgetal serve` ships."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "notebooks" / "label.ipynb").resolve() == LABEL_NOTEBOOK.resolve()
+    assert (root / "notebooks" / "models.ipynb").resolve() == MODELS_NOTEBOOK.resolve()
