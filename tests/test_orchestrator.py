@@ -493,3 +493,23 @@ def test_training_side_modules_import_no_widget_code():
             if isinstance(node, ast.ImportFrom) and node.level == 1
         }
         assert not imported & {"ipywidgets", "IPython", "widget", "voila"}, name
+
+
+def test_models_command_lists_each_saved_model_with_its_scores(sqlite_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from widgetal.cli import app
+
+    q = Queue(sqlite_url, labels=LABELS)
+    q.add(generated(60), text="text", id="id", label="label")
+    q.add(generated(20, start=60)[["id", "text"]], text="text", id="id")
+    runner = CliRunner()
+    empty = runner.invoke(app, ["models", "--models-dir", str(tmp_path / "m")])
+    assert empty.exit_code == 0 and "No models" in empty.output
+    run = Orchestrator(q, models_dir=tmp_path / "m").run_once()
+    shown = runner.invoke(
+        app, ["models", "--models-dir", str(tmp_path / "m")], env={"COLUMNS": "250"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert run.model_file.name in shown.output
+    assert f"{run.metrics['accuracy']:.3f}" in shown.output and "entropy" in shown.output
