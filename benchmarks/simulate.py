@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# Python puts this script's folder first on sys.path, where benchmarks/queue.py would shadow the
+# standard library's queue (which joblib, under scikit-learn, imports).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from widgetal.simulate import DEFAULT_STRATEGIES, load_labelled, simulate
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from widgetal.simulate import DEFAULT_STRATEGIES, load_labelled, simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TWEETS = ROOT.parent / "shared" / "data" / "training_8000_shuffled.csv"
