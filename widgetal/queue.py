@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -15,8 +13,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from . import sql
+from .db import Database
 from .errors import (
-    DatabaseUnavailable,
     ItemAlreadyLabelled,
     LabelNotInLabelSet,
     LabelSetMismatch,
@@ -27,7 +25,6 @@ from .errors import (
 from .schema import create_or_check
 
 DEFAULT_URL = "sqlite:///widgetal.db"
-_SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
 
 
@@ -104,10 +101,11 @@ class Queue:
         instructions: str | None = None,
         lease_seconds: float = 600,
     ):
-        self.url = _normalise_url(url)
+        self.db = Database(url)
+        self.url = self.db.url
+        self.engine = self.db.engine
         self.lease_seconds = lease_seconds
-        self.engine = _make_engine(self.url)
-        with self._write() as conn:
+        with self.db.write() as conn:
             create_or_check(conn)
             stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
             if labels is not None:
@@ -136,12 +134,12 @@ class Queue:
 
     @property
     def instructions(self) -> str:
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(sql.read_setting, {"key": "instructions"}).scalar() or ""
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.db.dialect
 
     def adopt_labels(self, labels: Sequence[str]) -> list[str]:
         """Store ``labels`` as the label set if the project has none yet; return the set in force.
@@ -155,7 +153,7 @@ class Queue:
             If another label set is already stored.
         """
         labels = _check_label_set(labels)
-        with self._write() as conn:
+        with self.db.write() as conn:
             stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
             if stored is None:
                 _write_setting(conn, "labels", labels)
@@ -197,7 +195,7 @@ class Queue:
         rows = io.prepare_rows(frame, text=text, id=id, label=label, labels=self._labels)
         now = _utcnow()
         added = present = n_labels = 0
-        with self._write() as conn:
+        with self.db.write() as conn:
             for start in range(0, len(rows.external_ids), _CHUNK):
                 ext = rows.external_ids[start : start + _CHUNK]
                 existing = set(conn.execute(sql.find_external_ids, {"external_ids": ext}).scalars())
@@ -271,7 +269,7 @@ class Queue:
         labeller = _check_labeller(labeller)
         now = _utcnow()
         params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
-        with self._write(durable=False) as conn:
+        with self.db.write(durable=False) as conn:
             own = conn.execute(sql.find_own_lease, params).scalar()
             if own is not None:
                 row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
@@ -301,7 +299,7 @@ class Queue:
                 f"'{label}' is not in this project's label set {self._labels}; nothing was saved."
             )
         now = _utcnow()
-        with self._write() as conn:
+        with self.db.write() as conn:
             won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
             if won is None:
                 exists = conn.execute(sql.item_exists, {"item_id": item_id}).first()
@@ -326,7 +324,7 @@ class Queue:
         """Give the item back to the queue; this labeller is not shown it again."""
         labeller = _check_labeller(labeller)
         params = {"item_id": item_id, "labeller": labeller}
-        with self._write() as conn:
+        with self.db.write() as conn:
             if conn.execute(sql.item_exists, params).first() is None:
                 raise UnknownItem(f"There is no item {item_id}.")
             if conn.execute(sql.find_skip, params).first() is None:
@@ -341,7 +339,7 @@ class Queue:
         """
         labeller = _check_labeller(labeller)
         now = _utcnow()
-        with self._write() as conn:
+        with self.db.write() as conn:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
             if latest is None:
                 raise NothingToUndo(f"{labeller} has no label to undo.")
@@ -373,7 +371,7 @@ class Queue:
             )
         if not np.all(np.isfinite(vals)):
             raise ValueError("scores must be finite numbers (no NaN or infinity).")
-        with self._translate_errors():
+        with self.db.translate_errors():
             if self.dialect == "sqlite":
                 return self._reorder_sqlite(ids.tolist(), vals.tolist(), ranked_by)
             return self._reorder_postgresql(ids.tolist(), vals.tolist(), ranked_by)
@@ -403,7 +401,7 @@ class Queue:
 
     def _reorder_postgresql(self, ids: list[int], vals: list[float], ranked_by: int | None) -> int:
         changed = 0
-        with self._write() as conn:
+        with self.db.write() as conn:
             for start in range(0, len(ids), 50_000):
                 changed += conn.execute(
                     sql.apply_priorities_postgresql,
@@ -419,7 +417,7 @@ class Queue:
 
     def progress(self, labeller: str | None = None) -> Progress:
         """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             total, done = conn.execute(sql.count_items).one()
             per_label = dict(conn.execute(sql.count_per_label).all())
             per_labeller = dict(conn.execute(sql.count_per_labeller).all())
@@ -430,13 +428,13 @@ class Queue:
 
     def count_label_events(self) -> int:
         """All labels ever given, undone ones included: grows with every submit."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(sql.count_label_events).scalar_one()
 
     def labelled(self) -> pd.DataFrame:
         """The labels that count, one row each, with text and labeller."""
         columns = ["item_id", "external_id", "text", "label", "labeller", "created_at", "seconds"]
-        with self._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sql.read_labelled).all()
         frame = pd.DataFrame(rows, columns=columns)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
@@ -444,14 +442,14 @@ class Queue:
 
     def undone(self) -> pd.DataFrame:
         """Every item not done (``item_id``, ``text``), in current queue order."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sql.read_undone_items).all()
         return pd.DataFrame(rows, columns=["item_id", "text"])
 
     def find_external_ids(self, external_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
         """``{external_id: (item_id, done)}`` for those of ``external_ids`` that are stored."""
         found: dict[str, tuple[int, bool]] = {}
-        with self._read() as conn:
+        with self.db.read() as conn:
             for chunk in _chunks([str(e) for e in external_ids]):
                 params = {"external_ids": chunk}
                 for row in conn.execute(sql.find_items_by_external_id, params):
@@ -461,7 +459,7 @@ class Queue:
     def items(self, item_ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked for (unknown ids are left out)."""
         found: dict[int, Item] = {}
-        with self._read() as conn:
+        with self.db.read() as conn:
             for chunk in _chunks(list(item_ids)):
                 for row in conn.execute(sql.read_items, {"item_ids": chunk}):
                     found[row.id] = _item(row)
@@ -471,17 +469,17 @@ class Queue:
 
     def start_run(self, **fields: Any) -> int:
         """Open a run record; returns its id."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             return conn.execute(sql.insert_run, {"started_at": _utcnow(), **fields}).scalar_one()
 
     def finish_run(self, run_id: int, **fields: Any) -> None:
         """Close a run record with what the cycle did (``error=`` if it failed)."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(sql.finish_run, {"run_id": run_id, "finished_at": _utcnow(), **fields})
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """Run records, newest first."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(sql.read_runs, {"limit": limit})]
 
     # -- feature cache ----------------------------------------------------------------------
@@ -489,7 +487,7 @@ class Queue:
     def cached_features(self, featurizer: str, item_ids: Sequence[int]) -> dict[int, bytes]:
         """Stored vectors (as bytes) for those of ``item_ids`` that have one."""
         out: dict[int, bytes] = {}
-        with self._read() as conn:
+        with self.db.read() as conn:
             for chunk in _chunks([int(i) for i in item_ids]):
                 params = {"featurizer": featurizer, "item_ids": chunk}
                 out.update(conn.execute(sql.read_features, params).all())
@@ -500,7 +498,7 @@ class Queue:
         rows = [
             {"featurizer": featurizer, "item_id": int(i), "vector": v} for i, v in vectors.items()
         ]
-        with self._write() as conn:
+        with self.db.write() as conn:
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(sql.insert_features, rows[start : start + _CHUNK])
 
@@ -509,85 +507,11 @@ class Queue:
     def _expiry(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
 
-    @contextlib.contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
-        """A write transaction. Labels are durable (their commit waits for the disk); a
-        lease need not be (lost in a crash, the item is simply free again), which saves an
-        fsync on every pop."""
-        with self._translate_errors(), self.engine.connect() as conn:
-            with conn.execution_options(widgetal_durable=durable).begin():
-                if not durable and self.dialect == "postgresql":
-                    conn.execute(sql.relax_durability_postgresql)
-                yield conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self._translate_errors(), self.engine.connect() as conn:
-            with conn.execution_options(widgetal_begin="DEFERRED", widgetal_durable=False).begin():
-                yield conn
-
-    @contextlib.contextmanager
-    def _translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if _is_sqlite_lock(exc):
-                raise
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise DatabaseUnavailable(
-                f"Cannot reach the database at {where}: {_first_line(exc)}. Check that the "
-                "server is running and the URL is right; nothing was changed."
-            ) from exc
-
 
 _NOT_INITIALISED = (
     "This database has no label set yet. Run `widgetal init --labels a,b` "
     "or open it with Queue(url, labels=[...])."
 )
-
-
-def _normalise_url(url: str) -> str:
-    # psycopg 3 is the driver we depend on; plain postgresql:// would mean psycopg2 on
-    # SQLAlchemy 2.0.
-    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", str(url))
-
-
-def _make_engine(url: str) -> sa.Engine:
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseUnavailable(f"'{url}' is not a database URL: {exc}") from exc
-    if parsed.get_backend_name() != "sqlite":
-        try:
-            return sa.create_engine(parsed, pool_pre_ping=True)
-        except ModuleNotFoundError as exc:
-            raise DatabaseUnavailable(
-                f"No driver for {parsed.get_backend_name()}: pip install 'widgetal[postgres]'."
-            ) from exc
-    engine = sa.create_engine(parsed)
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        # Take transactions into our own hands so that writers can BEGIN IMMEDIATE.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-        if parsed.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        options = conn.get_execution_options()
-        mode = options.get("widgetal_begin", "IMMEDIATE")
-        # FULL: the commit reaches the disk before submit returns; NORMAL (safe in WAL against
-        # application crashes) for leases and reads.
-        durable = options.get("widgetal_durable", True)
-        conn.exec_driver_sql(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
-
-    return engine
 
 
 def _write_setting(conn: sa.Connection, key: str, value: Any) -> None:
@@ -625,16 +549,6 @@ def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _first_line(exc: Exception) -> str:
-    return (
-        str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    )
-
-
-def _is_sqlite_lock(exc: Exception) -> bool:
-    return "database is locked" in str(exc)
 
 
 __all__ = ["Queue", "Item", "Progress", "AddResult", "DEFAULT_URL"]

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from .db import normalise_url
 from .errors import DatabaseUnavailable, InvalidInput, ItemAlreadyLabelled, NotInitialised
-from .queue import Item, Queue, _normalise_url
+from .queue import Item, Queue
 
 #: The table superintendent 0.6 creates (SQLModel names it after the class, lower-cased). The
 #: underscored spelling is accepted too, for databases made by hand from its docs.
@@ -328,7 +329,7 @@ class SuperintendentQueue:
 
 def _read_source(source_url: str) -> tuple[list[dict[str, Any]], str]:
     try:
-        engine = sa.create_engine(_normalise_url(source_url))
+        engine = sa.create_engine(normalise_url(source_url))
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise DatabaseUnavailable(f"'{source_url}' is not a usable database URL: {exc}") from exc
     where = engine.url.render_as_string(hide_password=True)
