@@ -4,6 +4,7 @@ folder made by the real orchestrator."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -114,3 +115,15 @@ def test_repository_notebooks_are_the_packaged_ones():
     root = Path(__file__).resolve().parents[1]
     assert (root / "notebooks" / "label.ipynb").resolve() == LABEL_NOTEBOOK.resolve()
     assert (root / "notebooks" / "models.ipynb").resolve() == MODELS_NOTEBOOK.resolve()
+
+
+def test_simulate_notebook_reproduces_the_article_in_fast_mode(monkeypatch, tweets_path):
+    """The article-reproduction notebook runs on the shared tweets (on a 1,500-tweet slice)."""
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "simulate.ipynb"
+    nb = _run(path, monkeypatch, WIDGETAL_SIMULATE_FAST="1")
+    assert not _errors(nb)
+    text = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert text.count("full-data ROC AUC") == 2  # TF-IDF and MiniLM both ran
+    assert len(_outputs(nb, "image/png")) >= 2
