@@ -288,3 +288,101 @@ def test_more_than_nine_labels_get_buttons_but_only_nine_keys(sqlite_url):
     w.handle_key(_key("9"))
     assert _labels(q) == [("a", "l8", "ana")]
     q.engine.dispose()
+
+
+class _CuttableProxy:
+    """A TCP relay to the real database server that the test can cut and restore, as when
+    the network or the server goes away under a labeller (and comes back)."""
+
+    def __init__(self, target_host: str, target_port: int):
+        import socket
+        import threading
+
+        self._socket, self._threading = socket, threading
+        self.target = (target_host, target_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._conns: list = []
+        self._listener = None
+
+    def start(self) -> None:
+        listener = self._socket.socket()
+        listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        self._threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop every open one."""
+        try:
+            self._listener.shutdown(self._socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self._listener.close()
+        for conn in self._conns:
+            try:
+                conn.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self._conns.clear()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            server = self._socket.create_connection(self.target)
+            self._conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def test_a_real_server_outage_keeps_the_click_and_retry_saves_it_once(postgres_url):
+    """No wrapper: the connection to PostgreSQL itself is cut mid-session, then restored."""
+    import sqlalchemy as sa
+
+    from widgetal import Queue
+
+    real = sa.make_url(postgres_url)
+    proxy = _CuttableProxy(real.host or "127.0.0.1", real.port or 5432)
+    proxy.start()
+    through_proxy = real.set(host="127.0.0.1", port=proxy.port)
+    queue = Queue(through_proxy.render_as_string(hide_password=False), labels=["neg", "pos"])
+    direct = Queue(postgres_url)
+    queue.add(["first text", "second text"])
+    w = Labeller(queue, labeller="ana")
+    assert w.item.text == "first text"
+
+    proxy.cut()
+    w._label_buttons[1].click()
+    assert w.pending == ("label", "pos"), (w.message, direct.progress())
+    assert "Not saved yet" in w.message and "Cannot reach the database" in w.message
+    assert w.item.text == "first text"  # the text stays on screen with its unsaved label
+    assert direct.progress().done == 0
+
+    proxy.start()
+    w._retry.click()
+    assert w.pending is None and w.message == ""
+    assert _labels(direct) == [("first text", "pos", "ana")]
+    assert w.item.text == "second text"
+    proxy.cut()
+    queue.engine.dispose()
