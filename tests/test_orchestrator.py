@@ -111,6 +111,10 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert sidecar["labels"] == LABELS and sidecar["featurizer"] == "tfidf"
     assert {"cross_validate", "fit", "score", "reorder"} <= set(sidecar["timings"])
     assert sidecar["n_reranked"] == run.n_reranked
+    matrix = np.asarray(sidecar["confusion_matrix"])  # out of fold, rows = true labels
+    assert matrix.shape == (2, 2)
+    assert matrix.sum(axis=1).tolist() == [sidecar["label_counts"][name] for name in LABELS]
+    assert abs(np.trace(matrix) / matrix.sum() - sidecar["metrics"]["accuracy"]) < 0.02
     recorded = queue.runs(limit=1)[0]
     assert recorded["id"] == run.run_id and recorded["error"] is None
     assert recorded["model_file"] == str(run.model_file)

@@ -22,6 +22,7 @@ import numpy as np
 import sqlalchemy as sa
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
@@ -166,7 +167,7 @@ class Orchestrator:
             with _timed(timings, "featurize"):
                 X = self._features(labelled["item_id"], labelled["text"])
             with _timed(timings, "cross_validate"):
-                run.metrics = self._cross_validate(X, y)
+                run.metrics, confusion = self._cross_validate(X, y, q.labels)
             log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
             with _timed(timings, "fit"):
                 pipeline = self._fit(labelled["text"], X, y)
@@ -181,6 +182,8 @@ class Orchestrator:
                     "explore": self.explore,
                     "estimator": repr(self.estimator),
                     "cv_folds": self.cv_folds,
+                    # out-of-fold: rows are true labels, columns predictions, in `labels` order
+                    "confusion_matrix": confusion,
                     "timings": dict(timings),
                 }
                 run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info)
@@ -304,7 +307,11 @@ class Orchestrator:
             featurizer.set_params(min_df=1)
         return Pipeline([("features", featurizer), ("classifier", clone(self.estimator))])
 
-    def _cross_validate(self, X: Any, y: np.ndarray) -> dict[str, float]:
+    def _cross_validate(
+        self, X: Any, y: np.ndarray, label_set: list[str]
+    ) -> tuple[dict[str, float], list[list[int]]]:
+        """Metrics averaged over stratified folds, and the out-of-fold confusion matrix (from
+        the fold models' own predictions, so no second round of fitting)."""
         classes = np.unique(y)
         scoring = {
             "accuracy": "accuracy",
@@ -313,7 +320,15 @@ class Orchestrator:
         }
         cv = StratifiedKFold(n_splits=self.cv_folds, shuffle=True, random_state=self.random_state)
         model = self._model(len(y))
-        result = cross_validate(model, X, y, cv=cv, scoring=scoring, error_score="raise")
+        result = cross_validate(
+            model, X, y, cv=cv, scoring=scoring, error_score="raise",
+            return_estimator=True, return_indices=True,
+        )
+        predicted = np.empty(len(y), dtype=object)
+        for fitted, test in zip(result["estimator"], result["indices"]["test"]):
+            predicted[test] = fitted.predict(X[test])
+        labels = list(label_set) or sorted(set(y))
+        confusion = confusion_matrix(y, predicted.astype(y.dtype), labels=labels).tolist()
         metrics: dict[str, float] = {}
         for name in scoring:
             values = np.asarray(result[f"test_{name}"], dtype=float)
@@ -321,7 +336,7 @@ class Orchestrator:
             metrics[name] = float(np.nanmean(values)) if defined else float("nan")
             metrics[f"{name}_std"] = float(np.nanstd(values)) if defined else float("nan")
         metrics["cv_folds"] = self.cv_folds
-        return metrics
+        return metrics, confusion
 
     def _fit(self, texts: Any, X: Any, y: np.ndarray) -> Pipeline:
         model = self._model(len(y)).fit(X, y)
