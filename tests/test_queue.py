@@ -111,6 +111,28 @@ def test_second_label_for_a_done_item_is_refused_and_first_kept(queue):
     ]
 
 
+def test_submit_and_pop_records_the_label_and_leases_the_next_item_at_once(queue):
+    queue.add(_texts(3))
+    first = queue.pop("ana")
+    second = queue.submit_and_pop(first.item_id, "positive", "ana", seconds=1.5)
+    assert second is not None and second.item_id != first.item_id
+    assert queue.labelled()[["item_id", "label", "seconds"]].values.tolist() == [
+        [first.item_id, "positive", 1.5]
+    ]
+    assert queue.pop("ana").item_id == second.item_id  # leased to ana
+    assert queue.pop("bob").item_id not in (first.item_id, second.item_id)
+
+
+def test_submit_and_pop_is_all_or_nothing(queue):
+    queue.add(_texts(2))
+    first = queue.pop("ana")
+    queue.submit(first.item_id, "positive", "ana")
+    with pytest.raises(ItemAlreadyLabelled):
+        queue.submit_and_pop(first.item_id, "negative", "bob")
+    assert queue.pop("cy") is not None  # bob was not leased the other item
+    assert queue.labelled().label.tolist() == ["positive"]
+
+
 def test_submit_to_unknown_item_says_so(queue):
     with pytest.raises(UnknownItem):
         queue.submit(12345, "positive", "ana")

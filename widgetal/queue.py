@@ -267,17 +267,8 @@ class Queue:
         page does not strand it.
         """
         labeller = _check_labeller(labeller)
-        now = _utcnow()
-        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
         with self.db.write(durable=False) as conn:
-            own = conn.execute(sql.find_own_lease, params).scalar()
-            if own is not None:
-                row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
-            else:
-                row = conn.execute(sql.lease_next_item, params).first()
-                if row is None and self.dialect == "postgresql":
-                    row = conn.execute(sql.lease_next_item_waiting, params).first()
-        return _item(row) if row is not None else None
+            return self._lease_next(conn, labeller, _utcnow())
 
     def submit(self, item_id: int, label: str, labeller: str, seconds: float | None = None) -> None:
         """Record ``label`` for an item. The first label wins.
@@ -291,6 +282,25 @@ class Queue:
         UnknownItem
             If there is no such item.
         """
+        labeller = self._check_submission(label, labeller)
+        with self.db.write() as conn:
+            self._record_label(conn, item_id, label, labeller, seconds, _utcnow())
+
+    def submit_and_pop(
+        self, item_id: int, label: str, labeller: str, seconds: float | None = None
+    ) -> Item | None:
+        """``submit`` then ``pop`` in one transaction: one commit per click instead of two.
+
+        All or nothing: if the label is refused (same errors as ``submit``) or the database
+        is unreachable, no label is recorded and no item is leased.
+        """
+        labeller = self._check_submission(label, labeller)
+        now = _utcnow()
+        with self.db.write() as conn:
+            self._record_label(conn, item_id, label, labeller, seconds, now)
+            return self._lease_next(conn, labeller, now)
+
+    def _check_submission(self, label: str, labeller: str) -> str:
         labeller = _check_labeller(labeller)
         if not self._labels:
             raise NotInitialised(_NOT_INITIALISED)
@@ -298,27 +308,44 @@ class Queue:
             raise LabelNotInLabelSet(
                 f"'{label}' is not in this project's label set {self._labels}; nothing was saved."
             )
-        now = _utcnow()
-        with self.db.write() as conn:
-            won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
-            if won is None:
-                exists = conn.execute(sql.item_exists, {"item_id": item_id}).first()
-                if exists is None:
-                    raise UnknownItem(f"There is no item {item_id}; nothing was saved.")
-                raise ItemAlreadyLabelled(
-                    f"Item {item_id} was already labelled by someone else, so your label "
-                    f"'{label}' was not recorded. Take the next text."
-                )
-            conn.execute(
-                sql.insert_label,
-                {
-                    "item_id": item_id,
-                    "label": label,
-                    "labeller": labeller,
-                    "created_at": now,
-                    "seconds": seconds,
-                },
+        return labeller
+
+    def _record_label(
+        self,
+        conn: sa.Connection,
+        item_id: int,
+        label: str,
+        labeller: str,
+        seconds: float | None,
+        now: datetime,
+    ) -> None:
+        won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
+        if won is None:
+            if conn.execute(sql.item_exists, {"item_id": item_id}).first() is None:
+                raise UnknownItem(f"There is no item {item_id}; nothing was saved.")
+            raise ItemAlreadyLabelled(
+                f"Item {item_id} was already labelled by someone else, so your label "
+                f"'{label}' was not recorded. Take the next text."
             )
+        row = {
+            "item_id": item_id,
+            "label": label,
+            "labeller": labeller,
+            "created_at": now,
+            "seconds": seconds,
+        }
+        conn.execute(sql.insert_label, row)
+
+    def _lease_next(self, conn: sa.Connection, labeller: str, now: datetime) -> Item | None:
+        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
+        own = conn.execute(sql.find_own_lease, params).scalar()
+        if own is not None:
+            row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
+        else:
+            row = conn.execute(sql.lease_next_item, params).first()
+            if row is None and self.dialect == "postgresql":
+                row = conn.execute(sql.lease_next_item_waiting, params).first()
+        return _item(row) if row is not None else None
 
     def skip(self, item_id: int, labeller: str) -> None:
         """Give the item back to the queue; this labeller is not shown it again."""

@@ -35,7 +35,7 @@ class _Pending:
 
     kind: str  # "label" or "skip"
     label: str | None
-    run: Callable[[], None]
+    run: Callable[[], Any]  # a label returns the next item, leased with it
 
 
 class Labeller(widgets.VBox):
@@ -125,8 +125,11 @@ class Labeller(widgets.VBox):
         item_id, labeller = self.item.item_id, self.labeller
         seconds = round(time.monotonic() - self._shown_at, 3)
         # A new choice for the same text replaces one the database has not confirmed yet.
+        # One transaction saves the label and leases the next text: one commit per click.
         self._pending = _Pending(
-            "label", label, lambda: self.queue.submit(item_id, label, labeller, seconds=seconds)
+            "label",
+            label,
+            lambda: self.queue.submit_and_pop(item_id, label, labeller, seconds=seconds),
         )
         self._flush()
 
@@ -186,7 +189,7 @@ class Labeller(widgets.VBox):
         """Send the pending action; True when the database took it (or it became moot)."""
         pending = self._pending
         try:
-            pending.run()
+            next_item = pending.run()
         except ItemAlreadyLabelled:
             self._pending = None
             self._next(
@@ -208,7 +211,10 @@ class Labeller(widgets.VBox):
             self._say(str(exc), error=True)
             return False
         self._pending = None
-        self._next()
+        if pending.kind == "label":
+            self._show(next_item)  # leased in the same transaction as the label
+        else:
+            self._next()
         return True
 
     def _next(self, notice: str | None = None) -> None:
