@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -68,3 +69,14 @@ def test_errors_are_one_clear_line_and_exit_code_1(sqlite_url, tmp_path, args, m
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_status_shows_the_latest_run_and_its_cv_scores(sqlite_url, tmp_path):
+    from widgetal.orchestrator import Orchestrator
+    from widgetal.quickstart import seed_project
+
+    q, _ = seed_project(sqlite_url)
+    Orchestrator(q, models_dir=tmp_path / "models").run_once()
+    out = run("status", db=sqlite_url).stdout
+    assert re.search(r"Latest run #1 at .* UTC: 20 labels, CV accuracy 0\.\d{3}, macro-F1", out)
+    assert "models/" in out and ".pkl" in out

@@ -92,11 +92,21 @@ def status(db: str | None = DbOption):
     runs = q.runs(limit=1)
     if runs:
         r = runs[0]
-        state = f"error: {r['error']}" if r["error"] else (r["model_file"] or "no model")
-        console.print(
-            f"Latest run #{r['id']} at {r['started_at']}: {r['n_labels']} labels, "
-            f"metrics {r['metrics']}, {state}"
-        )
+        when = f"{r['started_at']:%Y-%m-%d %H:%M:%S} UTC"
+        if r["error"]:
+            console.print(f"Latest run #{r['id']} at {when}: {r['error']}")
+        else:
+            m = r["metrics"] or {}
+            scores = ", ".join(
+                f"{name} {m[key]:.3f}"
+                for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro-F1"),
+                                  ("roc_auc", "ROC AUC"))
+                if isinstance(m.get(key), float) and m[key] == m[key]
+            )
+            console.print(
+                f"Latest run #{r['id']} at {when}: {r['n_labels']} labels, CV {scores}; "
+                f"model {r['model_file'] or '(none)'}"
+            )
     else:
         console.print("No orchestrator run yet.")
 
