@@ -3,14 +3,16 @@
 Replays ../shared/data/training_8000_shuffled.csv (sentiment140 layout, text column only: the
 date column leaks the label) the way the Labelbox article did: a 10% test split drawn with
 ``df.sample(frac=0.1, random_state=123)``, 7,200 tweets to "label" in batches of 100, ROC AUC on
-the test split; every strategy with TF-IDF and with all-MiniLM-L6-v2 embeddings.
+the test split; every strategy with TF-IDF (words, and words plus characters) and with
+all-MiniLM-L6-v2 embeddings.
 
-    python benchmarks/simulate.py                      # both featurizers, 3 repeats
-    python benchmarks/simulate.py --featurizers tfidf --repeats 5
+    python benchmarks/simulate.py                      # all three featurizers, 3 repeats
+    python benchmarks/simulate.py --featurizers tfidf,tfidf-char --repeats 5
 
 Writes benchmarks/results/simulate_<featurizer>/{curves,summary}.csv and learning_curves.png,
 simulate_<featurizer>/summary.md, and benchmarks/results/simulate.md (every featurizer's table,
-the figures the README cites). MiniLM embeddings are computed
+the figures the README cites). ``tfidf-char`` adds character 2-5-grams to the words (see
+``widgetal.features.WordCharTfidf``). MiniLM embeddings are computed
 once and cached in the system temp folder, so a second run skips the slow part.
 """
 
@@ -46,8 +48,8 @@ def minilm_path() -> str:
 
 def features_for(name: str, texts: list[str]):
     """``(spec, precomputed features or None)`` for a featurizer name of this benchmark."""
-    if name == "tfidf":
-        return "tfidf", None  # fitted inside simulate, on the pool texts only
+    if name in ("tfidf", "tfidf-char"):
+        return name, None  # fitted inside simulate, on the pool texts only
     from widgetal.features import make_featurizer
 
     spec = f"transformer:{minilm_path()}"
@@ -64,7 +66,7 @@ def features_for(name: str, texts: list[str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--featurizers", default="tfidf,minilm")
+    parser.add_argument("--featurizers", default="tfidf,tfidf-char,minilm")
     parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--explore", type=float, default=0.0)
@@ -105,8 +107,10 @@ def main() -> None:
         print("\n".join(lines))
         (folder / "summary.md").write_text("\n".join(lines))
     # One report from every featurizer's latest section, so featurizers can be rerun one by one.
+    order = ["simulate_tfidf", "simulate_tfidf-char"]
     sections = sorted(
-        args.out.glob("simulate_*/summary.md"), key=lambda p: p.parent.name != "simulate_tfidf"
+        args.out.glob("simulate_*/summary.md"),
+        key=lambda p: order.index(p.parent.name) if p.parent.name in order else len(order),
     )
     report += [p.read_text() for p in sections]
     (args.out / "simulate.md").write_text("\n".join(report))

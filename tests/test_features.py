@@ -69,8 +69,30 @@ def test_tfidf_spec_gives_word_bigrams_with_sublinear_tf():
     assert "good film" in vec.vocabulary_ and X.shape[0] == 3
 
 
+def test_tfidf_char_spec_adds_character_ngrams_and_scales_rows_to_unit_length():
+    vec = make_featurizer("tfidf-char")
+    texts = ["soooo good film", "sooo good film indeed", "bad film :(", "bad day :("]
+    X = vec.fit_transform(texts)
+    words = make_featurizer("tfidf").fit(texts)
+    assert X.shape[0] == 4 and X.shape[1] > len(words.vocabulary_) and X.dtype == np.float32
+    assert np.allclose(np.sqrt(X.multiply(X).sum(axis=1)), 1.0, atol=1e-5)
+    # "soooo" and "sooo" are different words but share character n-grams.
+    row = vec.transform(["soooo"])
+    assert row.nnz > 0 and (row @ vec.transform(["sooo"]).T).toarray()[0, 0] > 0.5
+    again = pickle.loads(pickle.dumps(vec))
+    assert np.allclose(again.transform(texts).toarray(), X.toarray())
+
+
+def test_tfidf_char_min_df_can_be_lowered_for_tiny_label_sets():
+    # The orchestrator sets min_df=1 below 200 labels; two texts sharing no word must then fit.
+    texts = ["alpha beta", "gamma delta"]
+    with pytest.raises(ValueError):
+        make_featurizer("tfidf-char").fit(texts)
+    assert make_featurizer("tfidf-char").set_params(min_df=1).fit_transform(texts).shape[0] == 2
+
+
 def test_unknown_featurizer_spec_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="tfidf"):
+    with pytest.raises(ValueError, match="tfidf-char"):
         make_featurizer("word2vec")
     with pytest.raises(ValueError, match="transformer:NAME_OR_PATH"):
         make_featurizer("transformer:")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import normalize
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,10 @@ def make_featurizer(spec: str = "tfidf") -> BaseEstimator:
     ----------
     spec : str
         ``"tfidf"``: word 1-2-grams, sublinear term frequency, terms in at least two texts.
+        ``"tfidf-char"``: those word features side by side with character 2-5-grams (within
+        word boundaries), the row scaled to unit length. Spelling variants, elongations
+        ("soooo") and emoticons share features, which helps short noisy texts; about five
+        times the columns, and about 2.5x the fitting time of ``"tfidf"``.
         ``"transformer:NAME_OR_PATH"``: mean-pooled embeddings from a Hugging Face model, by hub
         name or local directory (see :class:`TransformerEmbedder`).
 
@@ -51,19 +57,59 @@ def make_featurizer(spec: str = "tfidf") -> BaseEstimator:
     if spec == "tfidf":
         # min_df=2 drops hapaxes (typos, handles, one-off bigrams), which cannot generalise and
         # would otherwise make up most of a bigram vocabulary; sublinear tf damps repeats.
-        return TfidfVectorizer(
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            min_df=2,
-            strip_accents="unicode",
-            dtype=np.float32,
-        )
+        return _tfidf("word", (1, 2))
+    if spec == "tfidf-char":
+        return WordCharTfidf()
     if spec.startswith(TRANSFORMER_PREFIX) and spec[len(TRANSFORMER_PREFIX) :].strip():
         return TransformerEmbedder(model_name_or_path=spec[len(TRANSFORMER_PREFIX) :].strip())
     raise ValueError(
-        f"Unknown featurizer '{spec}'. Use 'tfidf' or 'transformer:NAME_OR_PATH' (a Hugging Face "
-        "model name or a local directory, e.g. transformer:sentence-transformers/all-MiniLM-L6-v2)."
+        f"Unknown featurizer '{spec}'. Use 'tfidf', 'tfidf-char' or 'transformer:NAME_OR_PATH' "
+        "(a Hugging Face model name or a local directory, e.g. "
+        "transformer:sentence-transformers/all-MiniLM-L6-v2)."
     )
+
+
+def _tfidf(analyzer: str, ngram_range: tuple[int, int], min_df: int | float = 2) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer=analyzer,
+        ngram_range=ngram_range,
+        sublinear_tf=True,
+        min_df=min_df,
+        strip_accents="unicode",
+        dtype=np.float32,
+    )
+
+
+class WordCharTfidf(TransformerMixin, BaseEstimator):
+    """Word 1-2-gram and character 2-5-gram TF-IDF side by side, each row scaled to unit length.
+
+    Character n-grams (within word boundaries) let spelling variants, elongations ("soooo") and
+    emoticons share features, which helps short noisy texts. On the shared tweets the full-data
+    ROC AUC rises from 0.859 (words alone) to 0.873, and uncertainty sampling reaches 99% of it
+    with under half the labels random needs: 2,600 against 5,600 (benchmarks/results). One
+    class with a ``min_df`` of its own, so callers can lower it for tiny label sets as for
+    ``"tfidf"``.
+
+    Parameters
+    ----------
+    min_df : int or float
+        As in ``TfidfVectorizer``, for both the word and the character vocabulary.
+    """
+
+    def __init__(self, min_df: int | float = 2):
+        self.min_df = min_df
+
+    def fit(self, X: Sequence[str], y: Any = None) -> WordCharTfidf:
+        """Learn both vocabularies and their IDF weights."""
+        self.union_ = FeatureUnion(
+            [("words", _tfidf("word", (1, 2), self.min_df)),
+             ("chars", _tfidf("char_wb", (2, 5), self.min_df))]
+        ).fit(_as_texts(X))
+        return self
+
+    def transform(self, X: Sequence[str]) -> Any:
+        """A sparse float32 matrix, one unit-length row per text."""
+        return normalize(self.union_.transform(_as_texts(X)))
 
 
 def is_cacheable(spec: str) -> bool:
@@ -237,4 +283,6 @@ def _as_texts(X: Any) -> list[str]:
     return ["" if x is None else str(x) for x in X]
 
 
-__all__ = ["make_featurizer", "TransformerEmbedder", "embed_cached", "is_cacheable"]
+__all__ = [
+    "make_featurizer", "TransformerEmbedder", "WordCharTfidf", "embed_cached", "is_cacheable",
+]
