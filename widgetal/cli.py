@@ -21,6 +21,8 @@ app = typer.Typer(
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+_FEATURIZER_HELP = "tfidf (words), tfidf-char (words + characters), or transformer:NAME_OR_PATH."
+
 DbOption = typer.Option(
     None, "--db", help="Database URL (default: $WIDGETAL_DB_URL or sqlite:///widgetal.db)."
 )
@@ -124,7 +126,7 @@ def orchestrate(
         Path("models"), envvar="WIDGETAL_MODELS_DIR", help="Where model files go."
     ),
     featurizer: str = typer.Option(
-        "tfidf", envvar="WIDGETAL_FEATURIZER", help="tfidf, or transformer:NAME_OR_PATH."
+        "tfidf", envvar="WIDGETAL_FEATURIZER", help=_FEATURIZER_HELP
     ),
     strategy: str = typer.Option(
         "entropy", envvar="WIDGETAL_STRATEGY",
@@ -302,7 +304,7 @@ def simulate(
     batch: int = typer.Option(100, help="Labels added per round."),
     start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
     test_frac: float = typer.Option(0.1, help="Share held out for the test score."),
-    featurizer: str = typer.Option("tfidf", help="tfidf, or transformer:NAME_OR_PATH."),
+    featurizer: str = typer.Option("tfidf", help=_FEATURIZER_HELP),
     repeats: int = typer.Option(3, help="Repeats with different seed sets (mean and std)."),
     explore: float = typer.Option(0.0, help="Share of each batch drawn at random."),
     seed: int = typer.Option(123, help="Seeds the test split and the repeats."),
