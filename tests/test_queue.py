@@ -244,6 +244,24 @@ def test_password_is_not_shown_in_errors():
     assert "hunter2" not in str(info.value)
 
 
+def test_a_bulk_import_refreshes_postgresql_planner_statistics(postgres_url):
+    q = Queue(postgres_url, labels=LABELS)
+    q.add(_texts(2_000))
+    with q.engine.connect() as conn:
+        estimate = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'widgetal_items'::regclass"
+        ).scalar()
+        plan = "\n".join(
+            r[0]
+            for r in conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM widgetal_items WHERE done_at IS NULL "
+                "ORDER BY priority DESC, id LIMIT 1"
+            )
+        )
+    assert estimate == 2_000  # without ANALYZE the planner would still think it empty
+    assert "widgetal_items_queue_order" in plan  # pops walk the index, not the table
+
+
 # -- concurrency ------------------------------------------------------------------------------
 
 

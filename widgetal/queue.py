@@ -25,6 +25,7 @@ from .errors import (
 from .schema import create_or_check
 
 DEFAULT_URL = "sqlite:///widgetal.db"
+_ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
 
 
@@ -213,6 +214,9 @@ class Queue:
                     self._insert_labels(conn, labelled, labeller, now)
                 added += len(new)
                 n_labels += len(labelled)
+        if self.dialect == "postgresql" and added >= _ANALYZE_AFTER:
+            with self.db.write() as conn:
+                conn.execute(sql.analyze_items_postgresql)
         return AddResult(added, present, n_labels, rows.merged_duplicates)
 
     def _insert_items(self, conn: sa.Connection, rows: Any, new: list[int], now: datetime):

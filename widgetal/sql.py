@@ -50,6 +50,11 @@ insert_items_postgresql = sa.text(
     "RETURNING id, external_id"
 )
 
+# PostgreSQL: refresh the planner's statistics after a bulk import. Without them a table that
+# was empty when last analysed gets sequential scans for every pop until autovacuum catches up
+# (measured: 18 ms instead of 2 ms per pop + submit at 300,000 items).
+analyze_items_postgresql = sa.text("ANALYZE widgetal_items")
+
 # The texts of some items (the widget shows one; the orchestrator featurizes many).
 read_items = sa.select(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by).where(
     _i.id.in_(sa.bindparam("item_ids", expanding=True))
