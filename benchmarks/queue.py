@@ -69,6 +69,15 @@ def _bench_pop_submit(q: Queue, n: int = 2_000) -> None:
         )
 
 
+def _bench_progress(q: Queue, n: int = 50) -> None:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        q.progress("bench")
+        times.append(time.perf_counter() - t)
+    print(f"  progress (read on every click): p50 {np.median(times) * 1000:.2f} ms")
+
+
 def _bench_reorder(q: Queue, n: int) -> None:
     scores = np.random.default_rng(1).random(n)
     t = time.perf_counter()
@@ -172,6 +181,7 @@ def main(
         url = f"sqlite:///{tmp_path / 'bench.db'}"
         q = _bench_import(url, frame)
         _bench_pop_submit(q)
+        _bench_progress(q)
         _bench_reorder(q, items)
         _bench_throughput(q, url, labellers, seconds)
         if postgres_url:
@@ -180,6 +190,7 @@ def main(
             try:
                 q = _bench_import(url, frame)
                 _bench_pop_submit(q)
+                _bench_progress(q)
                 _bench_reorder(q, items)
                 _bench_throughput(q, url, labellers, seconds)
                 q.engine.dispose()

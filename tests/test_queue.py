@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -207,6 +208,39 @@ def test_progress_counts_per_label_and_labeller(queue):
     assert (p.total, p.done, p.left, p.mine) == (5, 3, 2, 2)
     assert p.per_label == {"negative": 1, "positive": 2}
     assert p.per_labeller == {"ana": 2, "bob": 1}
+
+
+def test_progress_agrees_with_counting_the_rows_after_imports_undo_and_a_failed_import(
+    queue, db_url
+):
+    from widgetal.errors import InvalidInput
+
+    queue.add(_texts(30))
+    queue.add(_texts(40))  # 30 already there
+    Queue(db_url).add(["from another process"])
+    with pytest.raises(InvalidInput):
+        queue.add(pd.DataFrame({"id": ["x", "x"], "text": ["a", "b"]}), id="id")
+    for name in ("ana", "bob", "ana"):
+        queue.submit(queue.pop(name).item_id, "positive", name)
+    queue.undo("ana")
+    with queue.engine.connect() as conn:
+        rows, done = conn.exec_driver_sql(
+            "SELECT count(*), count(done_at) FROM widgetal_items"
+        ).one()
+    p = queue.progress("ana")
+    assert (p.total, p.done) == (rows, done) == (41, 2)
+
+
+def test_progress_does_not_count_the_items_table(queue):
+    """Read on every click: at a million items a count over them costs ~100 ms."""
+    queue.add(_texts(10))
+    statements = []
+    sa.event.listen(
+        queue.engine, "before_cursor_execute", lambda c, cur, st, *a: statements.append(st)
+    )
+    queue.progress("ana")
+    counting_items = [s for s in statements if "count(" in s.lower() and "widgetal_items" in s]
+    assert not counting_items, counting_items
 
 
 def test_reopening_with_another_label_set_is_refused(db_url):

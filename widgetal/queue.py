@@ -214,6 +214,7 @@ class Queue:
                     self._insert_labels(conn, labelled, labeller, now)
                 added += len(new)
                 n_labels += len(labelled)
+            conn.execute(sql.add_to_item_count, {"n": added})
         if self.dialect == "postgresql" and added >= _ANALYZE_AFTER:
             with self.db.write() as conn:
                 conn.execute(sql.analyze_items_postgresql)
@@ -449,9 +450,10 @@ class Queue:
     def progress(self, labeller: str | None = None) -> Progress:
         """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count."""
         with self.db.read() as conn:
-            total, done = conn.execute(sql.count_items).one()
+            total = conn.execute(sql.read_item_count).scalar_one()
             per_label = dict(conn.execute(sql.count_per_label).all())
             per_labeller = dict(conn.execute(sql.count_per_labeller).all())
+        done = sum(per_label.values())
         ordered = {name: per_label.pop(name, 0) for name in self._labels}
         ordered.update(per_label)
         mine = per_labeller.get(labeller, 0) if labeller is not None else None

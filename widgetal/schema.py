@@ -93,6 +93,15 @@ runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
+#: Counts kept in step with the rows they count, in the same transaction: the number of items is
+#: read on every click, and counting a million rows each time would take ~100 ms.
+counters = sa.Table(
+    "widgetal_counters",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 #: Each text embedded once per featurizer; a cycle embeds only what is missing here.
 features = sa.Table(
     "widgetal_features",
@@ -123,6 +132,7 @@ def create_or_check(connection: sa.Connection) -> None:
     if not inspector.has_table(settings.name):
         metadata.create_all(connection)
         connection.execute(settings.insert().values(key="schema_version", value=SCHEMA_VERSION))
+        connection.execute(counters.insert().values(name="items", value=0))
         return
     found = connection.execute(
         sa.select(settings.c.value).where(settings.c.key == "schema_version")
