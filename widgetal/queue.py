@@ -108,17 +108,10 @@ class Queue:
         self.lease_seconds = lease_seconds
         with self.db.write() as conn:
             create_or_check(conn)
-            stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
-            if labels is not None:
-                labels = _check_label_set(labels)
-                if stored is None:
-                    _write_setting(conn, "labels", labels)
-                elif list(stored) != labels:
-                    raise LabelSetMismatch(
-                        f"This database's label set is {stored}, not {labels}. Open it without "
-                        "labels= to use the stored set, or use another database."
-                    )
-                stored = labels
+            if labels is None:
+                stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
+            else:
+                stored = _store_label_set(conn, labels)
             if instructions is not None:
                 _write_setting(conn, "instructions", instructions)
         self._labels: list[str] = list(stored or [])
@@ -153,17 +146,9 @@ class Queue:
         LabelSetMismatch
             If another label set is already stored.
         """
-        labels = _check_label_set(labels)
         with self.db.write() as conn:
-            stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
-            if stored is None:
-                _write_setting(conn, "labels", labels)
-            elif list(stored) != labels:
-                raise LabelSetMismatch(
-                    f"This database's label set is {stored}, not {labels}; it was left as it is."
-                )
-        self._labels = labels
-        return list(labels)
+            self._labels = _store_label_set(conn, labels)
+        return list(self._labels)
 
     # -- adding texts -----------------------------------------------------------------------
 
@@ -545,6 +530,20 @@ _NOT_INITIALISED = (
     "This database has no label set yet. Run `widgetal init --labels a,b` "
     "or open it with Queue(url, labels=[...])."
 )
+
+
+def _store_label_set(conn: sa.Connection, labels: Sequence[str]) -> list[str]:
+    """Store the label set if none is stored yet; an existing, different one is never replaced."""
+    labels = _check_label_set(labels)
+    stored = conn.execute(sql.read_setting, {"key": "labels"}).scalar_one_or_none()
+    if stored is None:
+        _write_setting(conn, "labels", labels)
+    elif list(stored) != labels:
+        raise LabelSetMismatch(
+            f"This database's label set is {stored}, not {labels}; it was left as it is. Open "
+            "it without labels= to use the stored set, or use another database."
+        )
+    return labels
 
 
 def _write_setting(conn: sa.Connection, key: str, value: Any) -> None:
