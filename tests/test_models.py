@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import threading
 import time
 
@@ -145,3 +147,17 @@ def test_sidecar_fields_can_be_completed_after_the_save(tmp_path):
     assert sidecar["timings"] == {"fit": 0.01, "reorder": 0.5} and sidecar["n_reranked"] == 40
     assert sidecar["metrics"] == METRICS  # the rest is kept
     assert len(list(tmp_path.iterdir())) == 2  # no temp file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_model_files_get_the_umasks_permissions_not_owner_only(tmp_path, umask):
+    # A team reads ./models from another account or container: files are not -rw------- .
+    old = os.umask(umask)
+    try:
+        path = save_model(_pipeline(), tmp_path, METRICS, _info())
+        update_info(path, n_reranked=1)
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for file in (path, path.with_suffix(".json")):
+        assert stat.S_IMODE(file.stat().st_mode) == expected, f"{file.name}: {oct(expected)}"

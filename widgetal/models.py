@@ -200,6 +200,9 @@ def _write_temp(folder: Path, data: bytes) -> Path:
     # Hidden temp names never match *.json / *.pkl listings of finished models.
     fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
+        # mkstemp creates 0600; a model is an ordinary file, readable as the umask allows (a team
+        # reading ./models from another account or container must be able to open it).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -208,6 +211,19 @@ def _write_temp(folder: Path, data: bytes) -> Path:
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a brief, process-wide change)
+    os.umask(mask)
+    return mask
 
 
 def _claim_name(tmp: Path, folder: Path, stem: str) -> Path:
