@@ -31,9 +31,10 @@ def test_init_import_status_export_round_trip(db_url, tmp_path):
     src.write_text("id,text,label\n1,great day,positive\n2,awful day,negative\n3,so-so,\n")
     run("init", "--labels", "negative,positive", db=db_url)
     out = run("import", str(src), "--id-col", "id", "--label-col", "label", db=db_url).stdout
-    assert "Added 3 texts (2 with labels)" in out
+    assert "Read 3 rows: added 3 texts (2 with labels)" in out
     again = run("import", str(src), "--id-col", "id", "--label-col", "label", db=db_url).stdout
-    assert "Added 0 texts" in again and "3 were already there" in again
+    assert "added 0 texts" in again and "3 were already there" in again
+    assert "2 labels already present" in again
     status = run("status", db=db_url).stdout
     assert "Items: 3   labelled: 2   left: 1" in status
     out_file = tmp_path / "labels.csv"

@@ -54,24 +54,40 @@ def init(
 def import_(
     file: Path = typer.Argument(..., help="CSV, TSV, JSONL or Parquet file."),
     text_col: str = typer.Option("text", help="Column holding the text."),
-    id_col: str | None = typer.Option(None, help="Column with a unique id (else: hash of text)."),
-    label_col: str | None = typer.Option(None, help="Column with existing labels, if any."),
+    id_col: str | None = typer.Option(
+        None, help="Column with a unique id (else: external_id in a widgetal export, or a hash "
+        "of the text)."
+    ),
+    label_col: str | None = typer.Option(
+        None, help="Column with existing labels, if any (a widgetal export's 'label' is found)."
+    ),
+    labeller_col: str | None = typer.Option(
+        None, help="Column naming who gave each label (default: a 'labeller' column if any)."
+    ),
     encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
-    labeller: str = typer.Option("import", help="Labeller recorded for labels from --label-col."),
+    labeller: str = typer.Option(
+        "import", help="Labeller recorded for labels whose row names none."
+    ),
+    on_conflict: str = typer.Option(
+        "error", help="A row's label differs from the stored one: error (import nothing), keep "
+        "(the stored label) or replace (the old one stays in the history, undone)."
+    ),
+    keep_stored_text: bool = typer.Option(
+        False, "--keep-stored-text",
+        help="Import even if some ids are stored with another text; keep the stored texts.",
+    ),
     db: str | None = DbOption,
 ):
     """Add texts from a file; importing the same file again adds nothing twice."""
     q = open_queue(db)
     result = q.add(
-        str(file), text=text_col, id=id_col, label=label_col, labeller=labeller, encoding=encoding
+        str(file), text=text_col, id=id_col, label=label_col, labeller=labeller,
+        encoding=encoding, labeller_col=labeller_col, on_conflict=on_conflict,
+        keep_stored_text=keep_stored_text,
     )
-    merged = result.merged_duplicates
-    console.print(
-        f"Added {result.added} texts ({result.labels_added} with labels); "
-        f"{result.already_present} were already there"
-        + (f"; {merged} repeated texts merged" if merged else "")
-        + "."
-    )
+    console.print(result.summary(), highlight=False)
+    for c in result.label_conflicts[:20]:
+        console.print(f"  {c.external_id}: stored {c.old!r}, file {c.new!r}", highlight=False)
 
 
 @app.command()
@@ -160,6 +176,9 @@ def orchestrate(
         models_dir=models_dir, featurizer=featurizer, strategy=strategy, explore=explore,
         keep=keep, wait_seconds=wait_seconds,
     )
+    if run is None and once:  # stopped by a signal before the cycle could run
+        err.print("error: stopped before the database answered; no cycle ran.")
+        raise typer.Exit(1)
     if run is not None:
         if run.status == "trained":
             console.print(
@@ -211,6 +230,11 @@ def orchestrate_main() -> None:
 @app.command()
 def export(
     file: Path = typer.Argument(..., help="Output .csv, .jsonl or .parquet."),
+    spreadsheet_safe: bool = typer.Option(
+        False, "--spreadsheet-safe",
+        help="CSV for a spreadsheet: prefix cells starting with = + - @ with ' so they are not "
+        "run as formulas (changes those texts; leave it off for files you re-import).",
+    ),
     db: str | None = DbOption,
 ):
     """Write the labels that count (with text, labeller and time) to a file."""
@@ -218,7 +242,7 @@ def export(
 
     q = open_queue(db)
     frame = q.labelled()
-    write_labels(frame, file)
+    write_labels(frame, file, spreadsheet=spreadsheet_safe)
     console.print(f"Wrote {len(frame)} labels to {file}.")
 
 

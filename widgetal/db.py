@@ -17,6 +17,7 @@ from . import sql
 from .errors import DatabaseUnavailable
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
+_CONNECT_TIMEOUT_S = 10
 
 
 class Database:
@@ -77,7 +78,11 @@ def _make_engine(url: str) -> sa.Engine:
         try:
             # pre_ping: a connection that died with a server restart is replaced, not
             # handed to a labeller's click.
-            return sa.create_engine(parsed, pool_pre_ping=True)
+            # connect_timeout: a server behind a firewall that drops packets would otherwise
+            # hang a connect (and `orchestrate --once`) forever instead of failing.
+            return sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}
+            )
         except ModuleNotFoundError as exc:
             raise DatabaseUnavailable(
                 f"No driver for {parsed.get_backend_name()}: pip install 'widgetal[postgres]'."

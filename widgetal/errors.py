@@ -47,3 +47,7 @@ class NotEnoughLabels(WidgetalError):
 
 class EmptyPool(WidgetalError):
     """Nothing left to score: every item is labelled, or the pool given was empty."""
+
+
+class ImportConflict(InvalidInput):
+    """An import that would overwrite stored labels or texts; nothing was imported."""

@@ -25,6 +25,67 @@ class PreparedRows:
     metas: list[dict[str, Any] | None]
     labels: list[str | None]
     merged_duplicates: int = 0
+    #: Per row: who gave the label (None: the import's default labeller), and when / how long,
+    #: where the file says so (a widgetal export does).
+    labellers: list[str | None] | None = None
+    label_times: list[Any] | None = None
+    seconds: list[float | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.external_ids)
+
+
+#: The columns `widgetal export` writes beside text and label. A file holding ``external_id``
+#: is read as an export: these columns restore ids and provenance instead of becoming meta.
+EXPORT_COLUMNS = {"item_id", "external_id", "labeller", "created_at", "seconds"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a file mean what."""
+
+    text: str = "text"
+    id: str | None = None
+    label: str | None = None
+    labeller: str | None = None
+    time: str | None = None
+    seconds: str | None = None
+    ignore: tuple[str, ...] = ()
+
+
+def detect_columns(
+    frame: pd.DataFrame,
+    text: str = "text",
+    id: str | None = None,  # noqa: A002
+    label: str | None = None,
+    labeller: str | None = None,
+) -> Columns:
+    """Fill in what the user did not name: a widgetal export is read back without options.
+
+    Without ``id``, a file with an ``external_id`` column (what `widgetal export` writes) is an
+    export: its ``external_id``, ``label``, ``labeller``, ``created_at`` and ``seconds`` restore
+    the same items and labels, and its ``item_id`` (another database's row number) is dropped.
+    With a label column, a ``labeller`` column, if present, names who gave each label.
+    """
+    cols = set(map(str, frame.columns))
+    is_export = id is None and "external_id" in cols and text in cols
+    if not is_export:
+        if label is not None and labeller is None and "labeller" in cols:
+            labeller = "labeller"
+        return Columns(text, id, label, labeller)
+    if label is None and "label" in cols:
+        label = "label"
+    if labeller is None and "labeller" in cols:
+        labeller = "labeller"
+    return Columns(
+        text,
+        "external_id",
+        label,
+        labeller,
+        time="created_at" if "created_at" in cols else None,
+        seconds="seconds" if "seconds" in cols else None,
+        ignore=("item_id",) if "item_id" in cols else (),
+    )
 
 
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
@@ -65,6 +126,7 @@ def prepare_rows(
     id: str | None = None,  # noqa: A002
     label: str | None = None,
     labels: list[str] | None = None,
+    columns: Columns | None = None,
 ) -> PreparedRows:
     """Check a table and turn it into rows for the queue; raise before anything is stored.
 
@@ -76,8 +138,13 @@ def prepare_rows(
         Missing columns; empty or whitespace-only texts; duplicate ids; labels outside
         the label set.
     """
-    _require_columns(frame, [c for c in (text, id, label) if c is not None])
-    texts = frame[text].map(_as_text)
+    cols = columns or Columns(text, id, label)
+    text, id, label = cols.text, cols.id, cols.label
+    named = [text, id, label, cols.labeller, cols.time, cols.seconds]
+    _require_columns(frame, [c for c in named if c is not None])
+    if len(frame) == 0:  # an empty batch is a no-op, not an error
+        return PreparedRows([], [], [], [])
+    texts = frame[text].map(_as_text).astype(object)
     empty = texts.str.strip() == ""
     if empty.any():
         raise InvalidInput(
@@ -119,7 +186,8 @@ def prepare_rows(
     else:
         values = [None] * len(frame)
 
-    other = [c for c in frame.columns if c not in (text, id, label)]
+    provenance = _provenance(frame, cols, label_given=[v is not None for v in values])
+    other = [c for c in frame.columns if c not in (*named, *cols.ignore)]
     metas: list[dict[str, Any] | None]
     if other:
         metas = [
@@ -135,7 +203,32 @@ def prepare_rows(
         metas=[m for m, k in zip(metas, mask) if k],
         labels=[v for v, k in zip(values, mask) if k],
         merged_duplicates=merged,
+        **{name: [v for v, k in zip(col, mask) if k] for name, col in provenance.items()},
     )
+
+
+def _provenance(frame: pd.DataFrame, cols: Columns, label_given: list[bool]) -> dict[str, list]:
+    """Who gave each label, when, and how long it took, from the columns that say so."""
+    out: dict[str, list] = {}
+    if cols.labeller is not None:
+        names = frame[cols.labeller].map(_as_text).astype(object).str.strip()
+        out["labellers"] = [n or None for n in names.tolist()]
+    if cols.time is not None:
+        times = pd.to_datetime(frame[cols.time].map(_as_text), utc=True, errors="coerce",
+                               format="mixed")
+        bad = times.isna() & (frame[cols.time].map(_as_text) != "") & pd.Series(
+            label_given, index=frame.index)
+        if bad.any():
+            raise InvalidInput(
+                f"Unreadable times in column '{cols.time}' at rows {_rows(bad)}. "
+                "Nothing was imported."
+            )
+        out["label_times"] = [None if pd.isna(t) else t.to_pydatetime() for t in times]
+    if cols.seconds is not None:
+        secs = pd.to_numeric(frame[cols.seconds].map(_as_text).replace("", None),
+                             errors="coerce")
+        out["seconds"] = [None if pd.isna(v) else float(v) for v in secs]
+    return out
 
 
 def text_id(text: str) -> str:
@@ -143,14 +236,38 @@ def text_id(text: str) -> str:
     return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def write_labels(frame: pd.DataFrame, path: str | Path) -> None:
+#: What a spreadsheet treats as the start of a formula (OWASP's list for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot start a spreadsheet formula: such cells get a leading ``'``.
+
+    For files people open in Excel or LibreOffice (CSV formula injection). Not the default:
+    it changes the data, so a file written this way no longer round-trips exactly.
+    """
+    out = frame.copy()
+    for name in out.columns:
+        col = out[name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            risky = col.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_START))
+            out[name] = col.where(~risky, "'" + col.astype(str))
+    return out
+
+
+def write_labels(frame: pd.DataFrame, path: str | Path, spreadsheet: bool = False) -> None:
     """Write labels to CSV, JSONL or Parquet, by the file's extension."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if spreadsheet:
+        if suffix != ".csv":
+            raise InvalidInput("--spreadsheet-safe is for .csv files, which spreadsheets open.")
+        frame = spreadsheet_safe(frame)
     if suffix == ".csv":
         frame.to_csv(path, index=False)
     elif suffix in (".jsonl", ".ndjson"):
-        frame.to_json(path, orient="records", lines=True, date_format="iso", force_ascii=False)
+        frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us",
+                      force_ascii=False)
     elif suffix == ".parquet":
         frame.to_parquet(path, index=False)
     else:

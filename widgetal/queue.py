@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from .errors import (
     NotInitialised,
     UnknownItem,
 )
+from .imports import AddResult, OnConflict
 from .schema import create_or_check
 
 DEFAULT_URL = "sqlite:///widgetal.db"
@@ -58,16 +58,6 @@ class Progress:
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 0.0
-
-
-@dataclass(frozen=True)
-class AddResult:
-    """What an import did."""
-
-    added: int
-    already_present: int
-    labels_added: int
-    merged_duplicates: int = 0
 
 
 class Queue:
@@ -161,92 +151,44 @@ class Queue:
         labeller: str = "import",
         encoding: str = "utf-8",
         progress: bool = False,
+        *,
+        labeller_col: str | None = None,
+        on_conflict: OnConflict = "error",
+        keep_stored_text: bool = False,
     ) -> AddResult:
         """Add texts from a DataFrame, a list of strings, or a CSV / JSONL / Parquet path.
 
-        Validation happens first; on any error nothing is added. Items whose external id is
-        already stored are left alone, so importing the same file twice adds nothing twice.
-        Rows with a value in the ``label`` column arrive labelled by ``labeller``.
+        Validation happens first; on any error or conflict nothing is added. Items whose
+        external id is already stored are not added twice, but a label the row brings is
+        recorded if the item has none (see :func:`widgetal.imports.store` for conflicts).
+        Labels are recorded as given by ``labeller``, or by the file's ``labeller_col``
+        (a ``labeller`` column is used when present). A file `widgetal export` wrote is
+        recognised by its ``external_id`` column and read back without options.
         """
-        from . import io  # io reads files; the queue only stores rows
+        from . import imports, io  # io reads files; imports stores rows; the queue hands out
 
         if isinstance(data, str) or hasattr(data, "__fspath__"):
             frame = io.read_table(data, encoding=encoding)
         elif isinstance(data, pd.DataFrame):
             frame = data
         else:
-            frame = pd.DataFrame({text: list(data)})
-        if label is not None and not self._labels:
+            frame = pd.DataFrame({text: list(data)}, dtype=object)
+        columns = io.detect_columns(frame, text=text, id=id, label=label, labeller=labeller_col)
+        if columns.label is not None and not self._labels:
             raise NotInitialised(_NOT_INITIALISED)
-        rows = io.prepare_rows(frame, text=text, id=id, label=label, labels=self._labels)
-        now = _utcnow()
-        added = present = n_labels = 0
+        rows = io.prepare_rows(frame, labels=self._labels, columns=columns)
+        if not len(rows):
+            return AddResult(0, 0, 0)
+        labeller = _check_labeller(labeller)
         with self.db.write() as conn:
-            for start in range(0, len(rows.external_ids), _CHUNK):
-                ext = rows.external_ids[start : start + _CHUNK]
-                existing = set(conn.execute(sql.find_external_ids, {"external_ids": ext}).scalars())
-                new = [i for i, e in enumerate(ext, start) if e not in existing]
-                present += len(ext) - len(new)
-                if not new:
-                    continue
-                ids = self._insert_items(conn, rows, new, now)
-                labelled = [
-                    (ids[rows.external_ids[i]], rows.labels[i])
-                    for i in new
-                    if rows.labels[i] is not None
-                ]
-                if labelled:
-                    self._insert_labels(conn, labelled, labeller, now)
-                added += len(new)
-                n_labels += len(labelled)
-            conn.execute(sql.add_to_item_count, {"n": added})
-        if self.dialect == "postgresql" and added >= _ANALYZE_AFTER:
+            result = imports.store(
+                conn, self.dialect, rows, labeller=labeller, now=_utcnow(),
+                on_conflict=on_conflict, keep_stored_text=keep_stored_text,
+            )
+        if self.dialect == "postgresql" and result.added >= _ANALYZE_AFTER:
             with self.db.write() as conn:
                 conn.execute(sql.analyze_items_postgresql)
-        return AddResult(added, present, n_labels, rows.merged_duplicates)
-
-    def _insert_items(self, conn: sa.Connection, rows: Any, new: list[int], now: datetime):
-        """Insert rows ``new`` of ``rows``; returns {external_id: item_id}."""
-        ext = [rows.external_ids[i] for i in new]
-        done = [now if rows.labels[i] is not None else None for i in new]
-        if self.dialect == "postgresql":
-            params = {
-                "external_ids": ext,
-                "texts": [rows.texts[i] for i in new],
-                "metas": [
-                    None if rows.metas[i] is None else json.dumps(rows.metas[i]) for i in new
-                ],
-                "done_ats": done,
-                "now": now,
-            }
-            result = conn.execute(sql.insert_items_postgresql, params)
-        else:
-            params = [
-                {
-                    "external_id": e,
-                    "text": rows.texts[i],
-                    "meta": rows.metas[i],
-                    "created_at": now,
-                    "done_at": d,
-                }
-                for e, i, d in zip(ext, new, done)
-            ]
-            result = conn.execute(sql.insert_items, params)
-        return {e: i for i, e in result.all()}
-
-    def _insert_labels(
-        self, conn: sa.Connection, labelled: list[tuple[int, str]], labeller: str, now: datetime
-    ) -> None:
-        if self.dialect == "postgresql":
-            item_ids, names = map(list, zip(*labelled))
-            params = {"item_ids": item_ids, "labels": names, "labeller": labeller, "now": now}
-            conn.execute(sql.insert_labels_postgresql, params)
-            return
-        rows = [
-            {"item_id": i, "label": name, "labeller": labeller, "created_at": now}
-            for i, name in labelled
-        ]
-        conn.execute(sql.insert_label, rows)
+        return result
 
     # -- the labeller's verbs ---------------------------------------------------------------
 

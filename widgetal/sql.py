@@ -37,6 +37,12 @@ find_items_by_external_id = sa.select(_i.id, _i.external_id, _i.done_at).where(
     _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
 )
 
+# What an import needs to know of items it finds already stored: is the text the same, and
+# (with the labels read next) is a label it brings new, the same, or in conflict.
+find_items_for_import = sa.select(_i.id, _i.external_id, _i.text, _i.done_at).where(
+    _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
+)
+
 # Add texts; RETURNING maps the new ids back to external ids for labels that come with them.
 insert_items = items.insert().returning(_i.id, _i.external_id)
 
@@ -154,9 +160,35 @@ insert_label = labels.insert()
 
 # PostgreSQL: many labels at once (an import with a label column), as arrays.
 insert_labels_postgresql = sa.text(
-    "INSERT INTO widgetal_labels (item_id, label, labeller, created_at) "
-    "SELECT r.i, r.l, :labeller, :now "
-    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:labels AS text[])) AS r(i, l)"
+    "INSERT INTO widgetal_labels (item_id, label, labeller, created_at, seconds) "
+    "SELECT r.i, r.l, r.w, r.c, r.s "
+    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:labels AS text[]), "
+    "CAST(:labellers AS text[]), CAST(:created_ats AS timestamptz[]), "
+    "CAST(:seconds AS double precision[])) AS r(i, l, w, c, s)"
+)
+
+# The labels that count on some items: an import compares what it brings with them.
+read_active_labels = (
+    sa.select(labels.c.id, labels.c.item_id, labels.c.label, labels.c.labeller)
+    .where(
+        labels.c.item_id.in_(sa.bindparam("item_ids", expanding=True)),
+        labels.c.undone_at.is_(None),
+    )
+    .order_by(labels.c.id)
+)
+
+# An import with --on-conflict replace: the old labels stay in the history, marked undone.
+mark_labels_undone = (
+    labels.update()
+    .where(labels.c.id.in_(sa.bindparam("label_ids", expanding=True)))
+    .values(undone_at=_now)
+)
+
+# Items an import completed (their labels arrived with the file): out of the hand-out.
+complete_imported_items = (
+    items.update()
+    .where(_i.id.in_(sa.bindparam("item_ids", expanding=True)), _i.done_at.is_(None))
+    .values(done_at=_now, leased_by=None, lease_expires_at=None)
 )
 
 # The labeller's latest label that still counts: what undo takes back.

@@ -114,29 +114,18 @@ def import_superintendent(source_url: str, queue: Queue) -> SuperintendentImport
         }
     )
     meta_cols = ["external_id", "text", "superintendent_id", "inserted_at", "completed_at"]
-    # New labelled rows arrive with their label, one transaction per labeller; the rest unlabelled.
+    # Labelled rows arrive with their label, one transaction per labeller; the rest unlabelled.
+    # A label superintendent gave after an earlier import reaches its (already stored) item the
+    # same way; where widgetal already holds another label for it, widgetal's is kept.
+    labels_added = labels_present = 0
     labelled = frame[frame["label"].notna()]
     for labeller, group in labelled.groupby("labeller", sort=True):
-        queue.add(group[[*meta_cols, "label"]], text="text", id="external_id", label="label",
-                  labeller=str(labeller))
+        result = queue.add(group[[*meta_cols, "label"]], text="text", id="external_id",
+                           label="label", labeller=str(labeller), on_conflict="keep")
+        labels_added += result.labels_added + result.labels_added_existing
+        labels_present += result.labels_already_present + len(result.label_conflicts)
     queue.add(frame.loc[frame["label"].isna(), meta_cols], text="text", id="external_id")
-
     after = queue.find_external_ids(external)
-    labels_added = labels_present = 0
-    for ext, label, labeller in zip(external, labels, frame["labeller"], strict=True):
-        if label is None:
-            continue
-        item_id, done = after[ext]
-        if ext not in before:
-            labels_added += 1  # came in with its item above
-        elif done:
-            labels_present += 1
-        else:  # labelled in superintendent since the last import
-            try:
-                queue.submit(item_id, label, labeller)
-                labels_added += 1
-            except ItemAlreadyLabelled:
-                labels_present += 1
 
     new_ids, scores = _scores([after[e][0] for e in external], rows, dialect, set(before), external)
     prioritised = queue.reorder(new_ids, scores) if new_ids else 0
