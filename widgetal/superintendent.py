@@ -140,34 +140,100 @@ def import_superintendent(source_url: str, queue: Queue) -> SuperintendentImport
     )
 
 
+class LabelNotRecorded(UserWarning):
+    """A label :class:`SuperintendentQueue` could not record; the labeller is told why."""
+
+
+#: Shown above the text again after a refused label (ipyannotations renders it as Markdown).
+REFUSED_NOTICE = "⚠️ **Not saved:** {reason}\n\n"
+
+
 class SuperintendentQueue:
     """Run superintendent's own ``Superintendent(queue=...)`` widget on a widgetal queue.
 
     The widget keeps its interface; the hand-out becomes widgetal's (exactly once, leased,
-    highest priority first), so several labellers can share one queue. Implements the methods
-    superintendent 0.6's widget calls on its ``DatabaseQueue``.
+    highest priority first), so several labellers can share one queue. Implements what
+    superintendent 0.6's widget and its ``DatabaseQueue`` tests use: ``enqueue``, ``pop``
+    (and iteration), ``submit``, ``undo``, ``reorder`` / ``set_priorities``, ``list_all`` /
+    ``list_completed`` / ``list_uncompleted``, ``progress``, ``len`` and the counts.
 
     Parameters
     ----------
     queue : Queue
-        The widgetal queue.
+        The widgetal queue. Its label set decides which labels are accepted.
     labeller : str
         Recorded with every label; superintendent's ``worker_id`` is the same thing. Name the
         labeller here: superintendent 0.6's widget given ``worker_id="name"`` stores the name
         but never starts its labelling loop (``worker_id=True``, which asks, does work).
 
+    Notes
+    -----
+    Where this adapter behaves as superintendent's ``DatabaseQueue`` does:
+
+    - ``pop`` raises ``IndexError`` when nothing is left; ``submit`` raises ``ValueError`` for
+      an item this adapter did not hand out (or handed out and then took back with ``undo``);
+      ``enqueue`` of an empty batch does nothing; ``progress`` is ``nan`` for an empty queue.
+    - ``list_all``, ``list_completed`` and ``list_uncompleted`` return items in id order
+      (insertion order), so ``y`` lines up with the features superintendent's ``retrain()``
+      builds; ``list_uncompleted`` includes items leased to other labellers, as
+      superintendent lists popped items.
+    - Undo after the end (``pop`` found nothing) takes back the latest label, as
+      superintendent's ``undo`` does. Its widget's ``retrain()`` and ``add_features()`` call
+      ``undo`` once to put back the item on screen, so on a widget showing "Finished" they
+      take back the latest label with either queue (and ``retrain()`` then raises
+      ``StopIteration`` from the widget's finished loop): make a new widget instead.
+    - The adapter is always truthy, even over a finished or empty queue: superintendent's
+      widget does ``queue or DatabaseQueue(...)`` and would otherwise drop it.
+
+    Where it deliberately differs, and why:
+
+    - **Labels outside the label set are refused, never stored, and the widget survives.**
+      ipyannotations' ``ClassLabeller`` offers a free-text box by default. A label outside
+      ``queue.labels`` (or a list of labels, or ``None``) is not stored; ``submit`` warns with
+      :class:`LabelNotRecorded` instead of raising (an exception would end superintendent's
+      labelling loop), keeps the item leased to the labeller, and the next ``pop`` hands the
+      same item back with :data:`REFUSED_NOTICE` above its text, so the labeller sees why.
+      Give ``ClassLabeller(options=queue.labels, allow_freetext=False)`` to avoid it.
+    - **A label someone else gave first wins.** ``submit`` then warns with
+      :class:`LabelNotRecorded` and moves on; superintendent overwrites the earlier label.
+    - **A skip passes the item on at once.** Asking for the next item while one is shown
+      and not labelled (superintendent's skip) gives it back to the queue for other
+      labellers straight away and never shows it to this labeller again. superintendent
+      hands a skipped item to anyone, its skipper included, ``timeout`` seconds (10 minutes)
+      later. A lone labeller thus finishes with their skipped items unlabelled; they stay
+      in ``list_uncompleted()`` and keep ``progress`` below 1. ``pop``'s ``timeout`` is
+      ignored: the queue's lease (``Queue(lease_seconds=...)``) decides when an abandoned
+      item returns.
+    - **A reorder applies from the next new item.** After ``retrain()`` the item on screen
+      stays (it is leased to this labeller, and a reorder never touches leases); the new
+      order applies from the item after it. superintendent shows the new top item at once.
+    - **The same text is one item.** ``enqueue`` identifies a text by its content, so
+      running a ``Superintendent(features=...)`` cell again, or every labeller's notebook
+      enqueueing the same texts, adds nothing twice; superintendent adds a row per call.
+    - **Texts only.** ``enqueue`` takes strings (a list, array or Series), or a DataFrame
+      with a ``text`` column; other inputs, empty texts and, on PostgreSQL, texts holding a
+      NUL character raise ``InvalidInput`` and add nothing. ``labels`` must be as long as
+      the features (superintendent silently drops the rest); ``priorities`` are not taken
+      (use ``reorder`` after enqueueing). ``drop_table`` is not offered: the database is
+      shared, drop it with the database's own tools.
+
     Examples
     --------
     >>> from superintendent import Superintendent  # doctest: +SKIP
-    >>> Superintendent(queue=SuperintendentQueue(q, "ana"), labelling_widget=w)  # doctest: +SKIP
+    >>> from ipyannotations.text import ClassLabeller  # doctest: +SKIP
+    >>> Superintendent(  # doctest: +SKIP
+    ...     queue=SuperintendentQueue(q, "ana"),
+    ...     labelling_widget=ClassLabeller(options=q.labels, allow_freetext=False),
+    ... )
     """
 
     def __init__(self, queue: Queue, labeller: str):
         self.queue = queue
         self.labeller = labeller
-        self._popped: list[int] = []  # stack for undo, as superintendent keeps
-        self._submitted: set[int] = set()
+        self._popped: list[int] = []  # handed out and not taken back: the stack undo pops
+        self._submitted: set[int] = set()  # labelled through this adapter, not undone
         self._shown: int | None = None  # handed out, neither submitted nor undone yet
+        self._notice: str | None = None  # why the last label was refused, shown on next pop
 
     # superintendent's widget reads these two attributes
     @property
@@ -182,13 +248,17 @@ class SuperintendentQueue:
     def worker_id(self, value: str) -> None:
         self.labeller = value
 
+    def __bool__(self) -> bool:
+        return True  # never falsy, so `queue or DatabaseQueue(...)` keeps this adapter
+
     # -- hand-out -------------------------------------------------------------------------------
 
     def pop(self, timeout: int | None = None) -> tuple[int, str]:
         """The next ``(item_id, text)`` for this labeller.
 
         Asking for another item while one is shown and not labelled means superintendent's
-        skip (its widget sends no label): the shown item is skipped for this labeller.
+        skip (its widget sends no label): the shown item is skipped for this labeller. After
+        a refused label the same item comes back, with the reason above its text.
         ``timeout`` is ignored: the queue's lease decides when an abandoned item returns.
 
         Raises
@@ -196,15 +266,17 @@ class SuperintendentQueue:
         IndexError
             When nothing is left for this labeller (as superintendent's queue does).
         """
-        if self._shown is not None:
+        notice, self._notice = self._notice, None
+        if self._shown is not None and notice is None:
             self.queue.skip(self._shown, self.labeller)
             self._shown = None
         item = self.queue.pop(self.labeller)
         if item is None:
             raise IndexError("Nothing left to label in this queue.")
-        self._popped.append(item.item_id)
+        if not self._popped or self._popped[-1] != item.item_id:  # not the same one again
+            self._popped.append(item.item_id)
         self._shown = item.item_id
-        return item.item_id, item.text
+        return item.item_id, (notice or "") + item.text
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         return self
@@ -216,15 +288,49 @@ class SuperintendentQueue:
             raise StopIteration from None
 
     def submit(self, id_: int, label: Any) -> None:
-        """Record ``label``; if someone else labelled the item first, warn and move on."""
-        label = _as_label(label)
+        """Record ``label`` for an item this adapter handed out.
+
+        A label outside the label set is not stored: a :class:`LabelNotRecorded` warning,
+        and the item comes back with the reason on the next ``pop``. If someone else
+        labelled the item first, their label stays: a warning, and the next ``pop`` moves on.
+
+        Raises
+        ------
+        ValueError
+            If this adapter did not hand out the item (as superintendent's queue does).
+        """
+        item_id = int(id_)
+        if item_id not in self._popped:
+            raise ValueError(
+                f"Item {item_id} was not popped by this queue (or was taken back with undo); "
+                "you cannot label it."
+            )
+        reason = self._refusal(label)
+        if reason is not None:
+            self._notice = REFUSED_NOTICE.format(reason=reason)
+            warnings.warn(reason, LabelNotRecorded, stacklevel=2)
+            return
         try:
-            self.queue.submit(int(id_), label, self.labeller)
+            self.queue.submit(item_id, _as_label(label), self.labeller)
         except ItemAlreadyLabelled as exc:
-            warnings.warn(str(exc), stacklevel=2)
-        self._submitted.add(int(id_))
-        if self._shown == int(id_):
+            warnings.warn(str(exc), LabelNotRecorded, stacklevel=2)
+        else:
+            self._submitted.add(item_id)
+        if self._shown == item_id:
             self._shown = None
+
+    def _refusal(self, label: Any) -> str | None:
+        """Why ``label`` cannot be stored, or None if it can."""
+        labels = self.queue.labels
+        choose = (
+            f"Choose one of {', '.join(labels)}." if labels
+            else "This project has no label set yet: run `widgetal init --labels a,b`."
+        )
+        if label is None or isinstance(label, (list, tuple, set, dict, np.ndarray)):
+            return f"widgetal takes exactly one label per text, not {label!r}. {choose}"
+        if _as_label(label) not in labels:
+            return f"{_as_label(label)!r} is not one of this project's labels. {choose}"
+        return None
 
     def undo(self) -> None:
         """Take back the latest item handed out: unlabel it if it was labelled.
@@ -232,11 +338,14 @@ class SuperintendentQueue:
         superintendent's widget calls this twice on its undo key (once for the item on screen,
         once for the previous one). The item on screen stays leased to this labeller; the
         labelled one is handed back by widgetal's undo, which also releases the other.
+        After the end (``pop`` found nothing) it takes back the latest label, as superintendent's
+        queue does; see the class notes for what that means for ``retrain()``.
         """
         if not self._popped:
             return
         item_id = self._popped.pop()
         self._shown = None  # shown again next, not skipped
+        self._notice = None
         if item_id in self._submitted:
             self._submitted.discard(item_id)
             self.queue.undo(self.labeller)
@@ -244,7 +353,16 @@ class SuperintendentQueue:
     # -- adding and reordering ------------------------------------------------------------------
 
     def enqueue(self, features: Any, labels: Any = None, priorities: Any = None) -> None:
-        """Add texts (a list, a Series, or a DataFrame with a ``text`` column), with labels."""
+        """Add texts (a list, array or Series of strings, or a DataFrame with a ``text``
+        column), optionally with labels (``None`` for unlabelled). An empty batch does nothing;
+        a text already in the queue is not added again.
+
+        Raises
+        ------
+        InvalidInput
+            Inputs that are not texts, empty texts, texts with a NUL character on PostgreSQL,
+            labels outside the label set, or labels not one per text. Nothing is added.
+        """
         if priorities is not None:
             raise ValueError(
                 "widgetal's queue takes priorities through reorder(); enqueue without them."
@@ -255,12 +373,36 @@ class SuperintendentQueue:
             texts = features["text"].tolist()
         else:
             texts = list(features)
-        frame = pd.DataFrame({"text": [str(t) for t in texts]})
+        if not texts:
+            return
+        self._check_texts(texts)
+        frame = pd.DataFrame({"text": [str(t) for t in texts]}, dtype=object)
         if labels is not None:
-            frame["label"] = [None if lab is None else _as_label(lab) for lab in labels]
+            labels = list(labels)
+            if len(labels) != len(texts):
+                raise InvalidInput(
+                    f"{len(labels)} labels for {len(texts)} texts: give one label (or None) "
+                    "per text. Nothing was added."
+                )
+            frame["label"] = [None if _missing(lab) else _as_label(lab) for lab in labels]
             self.queue.add(frame, label="label", labeller=self.labeller)
         else:
             self.queue.add(frame)
+
+    def _check_texts(self, texts: list[Any]) -> None:
+        bad = [i for i, t in enumerate(texts, 1) if not isinstance(t, str)]
+        if bad:
+            raise InvalidInput(
+                f"Inputs {bad[:10]} are {type(texts[bad[0] - 1]).__name__}, not texts; widgetal "
+                "labels texts. Nothing was added."
+            )
+        if self.queue.dialect == "postgresql":
+            nul = [i for i, t in enumerate(texts, 1) if "\x00" in t]
+            if nul:
+                raise InvalidInput(
+                    f"Texts {nul[:10]} contain a NUL character, which PostgreSQL cannot "
+                    "store. Nothing was added."
+                )
 
     def reorder(self, priorities: dict[int, float]) -> None:
         """superintendent's ``{id: priority}``, lowest first, as widgetal scores (highest first)."""
@@ -274,20 +416,23 @@ class SuperintendentQueue:
     # -- reading ------------------------------------------------------------------------------
 
     def list_completed(self) -> tuple[list[int], list[str], list[str]]:
-        """Ids, texts and labels of everything labelled (by anyone)."""
-        frame = self.queue.labelled()
+        """Ids, texts and labels of everything labelled (by anyone), in id order."""
+        frame = self.queue.labelled().sort_values("item_id", kind="stable")
         return frame["item_id"].tolist(), frame["text"].tolist(), frame["label"].tolist()
 
     def list_uncompleted(self) -> tuple[list[int], list[str]]:
-        """Ids and texts of everything not yet labelled, in queue order."""
-        frame = self.queue.undone()
+        """Ids and texts of everything not yet labelled, in id order."""
+        frame = self.queue.undone().sort_values("item_id", kind="stable")
         return frame["item_id"].tolist(), frame["text"].tolist()
 
     def list_all(self) -> tuple[list[int], list[str], list[str | None]]:
-        """Everything: labelled items first, then the rest with label None."""
-        ids, x, y = self.list_completed()
-        open_ids, open_x = self.list_uncompleted()
-        return ids + open_ids, x + open_x, y + [None] * len(open_ids)
+        """Everything in id order, with its label or None: ``y`` lines up with ``x``."""
+        open_ids, open_x = self.list_uncompleted()  # read first: an item labelled meanwhile
+        done_ids, done_x, done_y = self.list_completed()  # then appears here, and wins
+        rows = {i: (x, None) for i, x in zip(open_ids, open_x)}
+        rows.update({i: (x, y) for i, x, y in zip(done_ids, done_x, done_y)})
+        ids = sorted(rows)
+        return ids, [rows[i][0] for i in ids], [rows[i][1] for i in ids]
 
     def _labelled_count(self) -> int:
         return self.queue.progress().done
@@ -300,8 +445,9 @@ class SuperintendentQueue:
 
     @property
     def progress(self) -> float:
-        """Fraction labelled, for superintendent's progress bar."""
-        return self.queue.progress().fraction
+        """Fraction labelled, for superintendent's progress bar; ``nan`` for an empty queue."""
+        counts = self.queue.progress()
+        return counts.done / counts.total if counts.total else float("nan")
 
     def __len__(self) -> int:
         return self.queue.progress().left
@@ -410,6 +556,11 @@ def _as_label(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
+def _missing(value: Any) -> bool:
+    """None or NaN: no label given for this row."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _scores(
     item_ids: list[int],
     rows: list[dict[str, Any]],
@@ -435,4 +586,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-__all__ = ["import_superintendent", "SuperintendentImport", "SuperintendentQueue"]
+__all__ = [
+    "import_superintendent",
+    "LabelNotRecorded",
+    "SuperintendentImport",
+    "SuperintendentQueue",
+]
