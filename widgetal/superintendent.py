@@ -179,9 +179,11 @@ class SuperintendentQueue:
       superintendent lists popped items.
     - Undo after the end (``pop`` found nothing) takes back the latest label, as
       superintendent's ``undo`` does. Its widget's ``retrain()`` and ``add_features()`` call
-      ``undo`` once to put back the item on screen, so on a widget showing "Finished" they
-      take back the latest label with either queue (and ``retrain()`` then raises
-      ``StopIteration`` from the widget's finished loop): make a new widget instead.
+      ``undo`` once to put back the item on screen, so on a widget showing "Finished",
+      ``add_features()`` hands the latest labelled item out again and ``retrain()`` without
+      an acquisition function takes back the latest label, then raises ``StopIteration``
+      (with one, it raises sklearn's ``ValueError`` on the empty pool first). Both happen
+      with superintendent's own queue too: make a new widget instead.
     - The adapter is always truthy, even over a finished or empty queue: superintendent's
       widget does ``queue or DatabaseQueue(...)`` and would otherwise drop it.
 
@@ -200,8 +202,10 @@ class SuperintendentQueue:
       and not labelled (superintendent's skip) gives it back to the queue for other
       labellers straight away and never shows it to this labeller again. superintendent
       hands a skipped item to anyone, its skipper included, ``timeout`` seconds (10 minutes)
-      later. A lone labeller thus finishes with their skipped items unlabelled; they stay
-      in ``list_uncompleted()`` and keep ``progress`` below 1. ``pop``'s ``timeout`` is
+      later. A skip cannot be undone: undo after a skip takes back the label before it
+      (superintendent shows the skipped item again). A lone labeller thus finishes with
+      their skipped items unlabelled; they stay in ``list_uncompleted()`` and keep
+      ``progress`` below 1. ``pop``'s ``timeout`` is
       ignored: the queue's lease (``Queue(lease_seconds=...)``) decides when an abandoned
       item returns.
     - **A reorder applies from the next new item.** After ``retrain()`` the item on screen
@@ -230,7 +234,8 @@ class SuperintendentQueue:
     def __init__(self, queue: Queue, labeller: str):
         self.queue = queue
         self.labeller = labeller
-        self._popped: list[int] = []  # handed out and not taken back: the stack undo pops
+        self._handed: set[int] = set()  # handed out and not taken back: may be labelled
+        self._popped: list[int] = []  # the stack undo pops: handed out, not skipped
         self._submitted: set[int] = set()  # labelled through this adapter, not undone
         self._shown: int | None = None  # handed out, neither submitted nor undone yet
         self._notice: str | None = None  # why the last label was refused, shown on next pop
@@ -269,12 +274,14 @@ class SuperintendentQueue:
         notice, self._notice = self._notice, None
         if self._shown is not None and notice is None:
             self.queue.skip(self._shown, self.labeller)
+            self._popped.remove(self._shown)  # gone to others: undo goes to the label before
             self._shown = None
         item = self.queue.pop(self.labeller)
         if item is None:
             raise IndexError("Nothing left to label in this queue.")
         if not self._popped or self._popped[-1] != item.item_id:  # not the same one again
             self._popped.append(item.item_id)
+        self._handed.add(item.item_id)
         self._shown = item.item_id
         return item.item_id, (notice or "") + item.text
 
@@ -300,7 +307,7 @@ class SuperintendentQueue:
             If this adapter did not hand out the item (as superintendent's queue does).
         """
         item_id = int(id_)
-        if item_id not in self._popped:
+        if item_id not in self._handed:
             raise ValueError(
                 f"Item {item_id} was not popped by this queue (or was taken back with undo); "
                 "you cannot label it."
@@ -344,6 +351,7 @@ class SuperintendentQueue:
         if not self._popped:
             return
         item_id = self._popped.pop()
+        self._handed.discard(item_id)
         self._shown = None  # shown again next, not skipped
         self._notice = None
         if item_id in self._submitted:
