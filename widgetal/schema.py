@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from .errors import SchemaVersionMismatch
 
-#: Bumped whenever a table changes; a database of another version is refused with a message.
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+#: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
+#: upgrades the previous version in place.
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -35,6 +42,15 @@ items = sa.Table(
     sa.Column("leased_by", sa.String, nullable=True),
     sa.Column("lease_expires_at", _UTC, nullable=True),
     sa.Column("done_at", _UTC, nullable=True),
+    # what the lease holder was served: the provenance its label records (K = 1)
+    sa.Column("served_priority", sa.Float, nullable=True),
+    sa.Column("served_ranked_by", sa.Integer, nullable=True),
+    # team labelling: labels still wanted beyond the project's overlap (a reviewer sent the
+    # item back), and whether the labels disagree and await a reviewer
+    sa.Column("extra_labels", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("needs_review", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("review_leased_by", sa.String, nullable=True),
+    sa.Column("review_lease_expires_at", _UTC, nullable=True),
 )
 # The hand-out walks this index from the top: only undone items, best first.
 sa.Index(
@@ -63,9 +79,80 @@ labels = sa.Table(
     sa.Column("created_at", _UTC, nullable=False),
     sa.Column("seconds", sa.Float, nullable=True),
     sa.Column("undone_at", _UTC, nullable=True),
+    # provenance: the run that ranked the item and its priority when it was served
+    sa.Column("ranked_by", sa.Integer, nullable=True),
+    sa.Column("priority", sa.Float, nullable=True),
 )
 sa.Index("widgetal_labels_item", labels.c.item_id)
 sa.Index("widgetal_labels_labeller", labels.c.labeller, labels.c.id)
+# The database itself enforces one active label per item and labeller (overlap: K distinct
+# labellers), whatever the Python code does.
+sa.Index(
+    "widgetal_labels_one_active",
+    labels.c.item_id,
+    labels.c.labeller,
+    unique=True,
+    sqlite_where=labels.c.undone_at.is_(None),
+    postgresql_where=labels.c.undone_at.is_(None),
+)
+# The review hand-out walks only items awaiting a reviewer.
+sa.Index(
+    "widgetal_items_review_order",
+    items.c.priority.desc(),
+    items.c.id,
+    sqlite_where=items.c.needs_review,
+    postgresql_where=items.c.needs_review,
+)
+
+#: Overlap K > 1: one row per live (or expired, not yet reused) lease of an item by a labeller.
+#: With K = 1 the lease lives on the item row, so today's single-statement pop stays as it is.
+leases = sa.Table(
+    "widgetal_leases",
+    metadata,
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("widgetal_items.id"), primary_key=True),
+    sa.Column("labeller", sa.String, primary_key=True),
+    sa.Column("expires_at", _UTC, nullable=False),
+    sa.Column("served_priority", sa.Float, nullable=True),
+    sa.Column("served_ranked_by", sa.Integer, nullable=True),
+)
+sa.Index("widgetal_leases_labeller", leases.c.labeller, leases.c.expires_at)
+
+#: A reviewer's decision on an item whose labels disagree: a final label, or (label NULL) the
+#: item sent back for one more label. Undo marks it undone, like a label.
+reviews = sa.Table(
+    "widgetal_reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("widgetal_items.id"), nullable=False),
+    sa.Column("reviewer", sa.String, nullable=False),
+    sa.Column("label", sa.String, nullable=True),
+    sa.Column("created_at", _UTC, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=True),
+    sa.Column("undone_at", _UTC, nullable=True),
+)
+sa.Index("widgetal_reviews_item", reviews.c.item_id)
+sa.Index("widgetal_reviews_reviewer", reviews.c.reviewer, reviews.c.id)
+# At most one final decision counts per item: two reviewers cannot both finalise it. (An item
+# sent back may be sent back again later, so those events are left out.)
+sa.Index(
+    "widgetal_reviews_one_active",
+    reviews.c.item_id,
+    unique=True,
+    sqlite_where=sa.and_(reviews.c.undone_at.is_(None), reviews.c.label.is_not(None)),
+    postgresql_where=sa.and_(reviews.c.undone_at.is_(None), reviews.c.label.is_not(None)),
+)
+
+#: The people who label: their role (labeller or reviewer), a hash of their personal key
+#: (never the key) and whether they may still work.
+labellers = sa.Table(
+    "widgetal_labellers",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False, server_default="labeller"),
+    sa.Column("key_hash", sa.String, nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", _UTC, nullable=False),
+)
 
 #: Items a labeller skipped: never shown to that labeller again.
 skips = sa.Table(
@@ -112,34 +199,100 @@ features = sa.Table(
 )
 
 
+#: Alembic's record of the migration a database is at. Not in ``metadata``: Alembic creates and
+#: owns it. Prefixed like our tables, so it cannot clash with another application's Alembic in a
+#: shared database.
+alembic_version = sa.Table(
+    "widgetal_alembic_version",
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), primary_key=True),
+)
+
+#: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
+_REVISIONS = {1: "0001", 2: "0002"}
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.
 _lock_schema_postgresql = sa.text("SELECT pg_advisory_xact_lock(7261616263)")
 
+# The schema version the database records: read first, on every open.
+_read_schema_version = sa.select(settings.c.value).where(settings.c.key == "schema_version")
+
+# The migration the database is at (widgetal 0.1 databases have no such table: version 1).
+_read_revision = sa.select(alembic_version.c.version_num)
+
+# After an upgrade: the database records the version it now has.
+_write_schema_version = (
+    settings.update()
+    .where(settings.c.key == "schema_version")
+    .values(value=sa.bindparam("version"))
+)
+
 
 def create_or_check(connection: sa.Connection) -> None:
-    """Create the tables in an empty database, or check the version of an existing one.
+    """Create the tables in an empty database, upgrade an older one in place, or check it.
+
+    Runs inside the caller's write transaction (and on PostgreSQL under an advisory lock), so an
+    upgrade is all or nothing and two processes opening one database never both create or
+    upgrade it.
 
     Raises
     ------
     SchemaVersionMismatch
-        If the database holds widgetal tables of another schema version.
+        If the database holds widgetal tables of a version this widgetal cannot upgrade (a newer
+        one, or one it does not know).
     """
     if connection.dialect.name == "postgresql":
-        # Serialise first-time creation: an orchestrator and a labelling app started together
-        # on an empty database would otherwise both try to create the tables.
+        # Serialise first-time creation and upgrades: an orchestrator and a labelling app
+        # started together would otherwise both try to create or alter the tables.
         connection.execute(_lock_schema_postgresql)
     inspector = sa.inspect(connection)
     if not inspector.has_table(settings.name):
         metadata.create_all(connection)
         connection.execute(settings.insert().values(key="schema_version", value=SCHEMA_VERSION))
         connection.execute(counters.insert().values(name="items", value=0))
+        _migrate(connection, stamp=_REVISIONS[SCHEMA_VERSION])
         return
-    found = connection.execute(
-        sa.select(settings.c.value).where(settings.c.key == "schema_version")
-    ).scalar_one_or_none()
-    if found != SCHEMA_VERSION:
+    found = connection.execute(_read_schema_version).scalar_one_or_none()
+    revision = None
+    if inspector.has_table(alembic_version.name):
+        revision = connection.execute(_read_revision).scalar_one_or_none()
+    head = _REVISIONS[SCHEMA_VERSION]
+    if found == SCHEMA_VERSION and revision == head:
+        return
+    known = _REVISIONS.get(found) if type(found) is int else None
+    if known is None or revision not in (None, known):
+        at = f" (migration {revision})" if revision is not None else ""
         raise SchemaVersionMismatch(
-            f"This database has widgetal schema version {found}, but this widgetal "
+            f"This database has widgetal schema version {found}{at}, but this widgetal "
             f"uses version {SCHEMA_VERSION}. Use the widgetal release that made it, "
             "or export its labels (`widgetal export`) and import them into a new database."
         )
+    # An older version: a database from before migrations existed has no record of its
+    # migration yet, so it is stamped with the one its version stands for, then upgraded.
+    _migrate(connection, stamp=None if revision is not None else known, upgrade=True)
+    connection.execute(_write_schema_version, {"version": SCHEMA_VERSION})
+
+
+def alembic_config(connection: sa.Connection) -> Config:
+    """An Alembic ``Config`` for widgetal's migrations that runs them on ``connection``.
+
+    No alembic.ini: the migrations ship inside the package, and ``migrations/env.py`` uses the
+    connection (and the transaction open on it) given here instead of opening its own.
+    """
+    from alembic.config import Config  # imported on creation and upgrade only
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _migrate(connection: sa.Connection, stamp: str | None = None, upgrade: bool = False) -> None:
+    from alembic import command
+
+    config = alembic_config(connection)
+    if stamp is not None:
+        command.stamp(config, stamp)
+    if upgrade:
+        command.upgrade(config, "head")

@@ -1,0 +1,436 @@
+"""Schema migrations: a version-1 database is upgraded in place, nothing lost, and ends up equal
+to a freshly created one; on a SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from widgetal import Queue, schema
+from widgetal.db import Database
+from widgetal.errors import SchemaVersionMismatch
+
+LABELS = ["negative", "positive"]
+REPO = Path(__file__).resolve().parents[1]
+#: The last commit whose schema.py was version 1 (before migrations existed).
+V1_COMMIT = "65652da"
+V1_TABLES = [
+    "widgetal_settings",
+    "widgetal_items",
+    "widgetal_labels",
+    "widgetal_skips",
+    "widgetal_runs",
+    "widgetal_counters",
+    "widgetal_features",
+]
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+# -- building databases -------------------------------------------------------------------------
+
+
+def _build_v1(url: str) -> None:
+    """A version-1 database as widgetal 0.1 left it: migration 0001, no Alembic record."""
+    with Database(url).write() as conn:
+        command.upgrade(schema.alembic_config(conn), "0001")
+        schema.alembic_version.drop(conn)
+
+
+def _v1_tables(conn: sa.Connection) -> dict[str, sa.Table]:
+    meta = sa.MetaData()
+    return {name: sa.Table(name, meta, autoload_with=conn) for name in V1_TABLES}
+
+
+def _fill_v1(url: str) -> None:
+    """Items 1-6 (queued, leased, done, reopened), labels 1-3 (one undone), a skip, a run, features,
+    the label set and instructions: what a project in use holds."""
+    with Database(url).write() as conn:
+        t = _v1_tables(conn)
+        conn.execute(
+            t["widgetal_settings"].insert(),
+            [{"key": "labels", "value": LABELS}, {"key": "instructions", "value": "Be kind."}],
+        )
+        conn.execute(
+            t["widgetal_items"].insert(),
+            [
+                {
+                    "external_id": f"tweet-{i}",
+                    "text": f"text number {i} ✓",
+                    "meta": {"source": "test", "n": i} if i % 2 else None,
+                    "created_at": T0 + timedelta(minutes=i),
+                    "priority": 0.5 * i,
+                    "ranked_by": 1 if i > 2 else None,
+                    "leased_by": "bo" if i == 5 else None,
+                    "lease_expires_at": T0 + timedelta(hours=1) if i == 5 else None,
+                    "done_at": T0 + timedelta(minutes=10 + i) if i in (1, 2) else None,
+                }
+                for i in range(1, 7)
+            ],
+        )
+        conn.execute(
+            t["widgetal_labels"].insert(),  # ids 1-3
+            [
+                _label(1, "positive", "ana", seconds=2.5),
+                _label(2, "negative", "bo", seconds=None),
+                # item 3 was labelled, then the label undone: back in the queue
+                _label(3, "positive", "ana", seconds=1.0, undone=True),
+            ],
+        )
+        conn.execute(
+            t["widgetal_skips"].insert(), [{"item_id": 4, "labeller": "ana", "created_at": T0}]
+        )
+        conn.execute(
+            t["widgetal_runs"].insert(),
+            [
+                {
+                    "started_at": T0,
+                    "finished_at": T0 + timedelta(seconds=30),
+                    "n_labels": 2,
+                    "metrics": {"accuracy": 0.75},
+                    "model_file": "models/run-1.joblib",
+                    "featurizer": "tfidf",
+                    "strategy": "margin",
+                    "timings": {"fit": 1.5},
+                    "n_reranked": 4,
+                    "error": None,
+                }
+            ],
+        )
+        conn.execute(
+            t["widgetal_features"].insert(),
+            [{"featurizer": "tfidf", "item_id": i, "vector": bytes([i, 0, 255])} for i in (1, 2)],
+        )
+        conn.execute(
+            t["widgetal_counters"].update().where(t["widgetal_counters"].c.name == "items"),
+            {"value": 6},
+        )
+
+
+def _label(item_id, label, labeller, seconds, undone=False, minutes=None) -> dict:
+    created = T0 + timedelta(minutes=minutes if minutes is not None else 10 + item_id)
+    return {
+        "item_id": item_id,
+        "label": label,
+        "labeller": labeller,
+        "created_at": created,
+        "seconds": seconds,
+        "undone_at": created + timedelta(minutes=1) if undone else None,
+    }
+
+
+def _rows(url: str, tables: dict[str, sa.Table] | None = None) -> dict[str, list[dict]]:
+    """Every row of the version-1 tables, by their version-1 columns, in key order."""
+    with Database(url).read() as conn:
+        tables = tables or _v1_tables(conn)
+        return {
+            name: [
+                dict(r._mapping)
+                for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))
+            ]
+            for name, t in tables.items()
+        }
+
+
+def _state(url: str) -> tuple[object, str | None]:
+    """(schema_version in the settings, migration in Alembic's table)."""
+    with Database(url).read() as conn:
+        version = conn.execute(schema._read_schema_version).scalar()
+        revision = None
+        if sa.inspect(conn).has_table(schema.alembic_version.name):
+            revision = conn.execute(schema._read_revision).scalar()
+        return version, revision
+
+
+# -- comparing schemas --------------------------------------------------------------------------
+
+
+def _dump(conn: sa.Connection) -> dict:
+    """The schema as the database itself reports it: tables, columns in order with types,
+    nullability and defaults, keys, and every index's full definition (partial WHERE included)."""
+    insp = sa.inspect(conn)
+    out: dict = {}
+    for name in sorted(insp.get_table_names()):
+        out[name] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in insp.get_columns(name)
+            ],
+            "pk": insp.get_pk_constraint(name)["constrained_columns"],
+            "fks": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in insp.get_foreign_keys(name)
+            ),
+            "unique": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(name)),
+        }
+    if conn.dialect.name == "postgresql":
+        where = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        rows = conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+        out["indexes"] = sorted((n, d.replace(f" {where}.", " ")) for n, d in rows)
+    else:
+        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        out["indexes"] = sorted((n, d or "") for n, d in rows)
+    return out
+
+
+def _dump_url(url: str) -> dict:
+    with Database(url).read() as conn:
+        return _dump(conn)
+
+
+def _fresh_dump(url: str, tmp_path: Path) -> dict:
+    """The schema of a database created by this widgetal from nothing."""
+    if url.startswith("sqlite"):
+        fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+        Queue(fresh).engine.dispose()
+        return _dump_url(fresh)
+    # PostgreSQL: build it in a scratch schema inside a transaction that is rolled back.
+    with Database(url).engine.connect() as conn, conn.begin() as tx:
+        conn.exec_driver_sql("CREATE SCHEMA widgetal_fresh")
+        conn.exec_driver_sql("SET LOCAL search_path = widgetal_fresh")
+        schema.create_or_check(conn)
+        dump = _dump(conn)
+        tx.rollback()
+        return dump
+
+
+def _differences(url: str) -> list:
+    """What Alembic's autogenerate finds between the database and ``schema.metadata``."""
+    with Database(url).read() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": schema.alembic_version.name,
+                "compare_type": True,
+                "compare_server_default": True,
+            },
+        )
+        return compare_metadata(context, schema.metadata)
+
+
+# -- the upgrade --------------------------------------------------------------------------------
+
+
+def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing(db_url, tmp_path):
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    assert _state(db_url) == (1, None)
+    with Database(db_url).read() as conn:
+        v1_tables = _v1_tables(conn)
+    before = _rows(db_url, v1_tables)
+
+    q = Queue(db_url)
+    q.engine.dispose()
+
+    assert _state(db_url) == (2, "0002")
+    after = _rows(db_url, v1_tables)
+    for rows in (before, after):  # the one row that must change
+        for row in rows["widgetal_settings"]:
+            if row["key"] == "schema_version":
+                row["value"] = "version"
+    assert after == before
+    assert q.labels == LABELS and q.instructions == "Be kind."
+    # the new columns start empty, with their defaults
+    with Database(db_url).read() as conn:
+        items = conn.execute(
+            sa.select(
+                schema.items.c.served_priority,
+                schema.items.c.served_ranked_by,
+                schema.items.c.extra_labels,
+                schema.items.c.needs_review,
+                schema.items.c.review_leased_by,
+                schema.items.c.review_lease_expires_at,
+            )
+        ).all()
+        provenance = conn.execute(sa.select(schema.labels.c.ranked_by, schema.labels.c.priority))
+        assert set(items) == {(None, None, 0, False, None, None)}
+        assert set(provenance) == {(None, None)}
+        for table in (schema.leases, schema.reviews, schema.labellers):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+
+    # the upgraded schema is the one this widgetal creates from nothing
+    assert _differences(db_url) == []
+    assert _dump_url(db_url) == _fresh_dump(db_url, tmp_path)
+
+
+def test_the_upgraded_queue_works(db_url):
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    q = Queue(db_url, lease_seconds=600)
+    assert q.progress().done == 2
+    item = q.pop("cy")
+    q.submit(item.item_id, "negative", "cy")
+    assert q.progress().done == 3
+    q.engine.dispose()
+
+
+def test_a_fresh_database_equals_the_metadata_and_is_at_the_head_migration(db_url):
+    Queue(db_url, labels=LABELS).engine.dispose()
+    assert _state(db_url) == (schema.SCHEMA_VERSION, schema._REVISIONS[schema.SCHEMA_VERSION])
+    assert _differences(db_url) == []
+
+
+def test_opening_an_upgraded_database_again_changes_nothing(db_url, monkeypatch):
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    Queue(db_url).engine.dispose()
+    schema_before, rows_before = _dump_url(db_url), _rows(db_url)
+
+    def no_migration(*args, **kwargs):
+        raise AssertionError("a database at the head migration was migrated again")
+
+    monkeypatch.setattr(schema, "_migrate", no_migration)
+    Queue(db_url).engine.dispose()
+    assert _dump_url(db_url) == schema_before
+    assert _rows(db_url) == rows_before
+    assert _state(db_url) == (2, "0002")
+
+
+def test_a_database_of_a_newer_version_is_refused_and_left_alone(db_url):
+    _build_v1(db_url)
+    with Database(db_url).write() as conn:
+        conn.execute(schema._write_schema_version, {"version": 99})
+    before = _dump_url(db_url)
+    with pytest.raises(SchemaVersionMismatch, match="schema version 99, but this widgetal"):
+        Queue(db_url)
+    assert _dump_url(db_url) == before
+    assert _state(db_url) == (99, None)
+
+
+def test_a_database_at_an_unknown_migration_is_refused(db_url):
+    Queue(db_url).engine.dispose()
+    with Database(db_url).write() as conn:
+        conn.execute(schema.alembic_version.update().values(version_num="0042"))
+    with pytest.raises(SchemaVersionMismatch, match=r"version 2 \(migration 0042\)"):
+        Queue(db_url)
+
+
+def test_two_active_labels_by_one_labeller_on_one_item_do_not_block_the_upgrade(db_url):
+    """Version 1 never wrote this, but a hand-edited database may hold it: the older label is
+    marked undone when the newer was given, and no row is lost."""
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    with Database(db_url).write() as conn:
+        conn.execute(
+            _v1_tables(conn)["widgetal_labels"].insert(),
+            [_label(1, "negative", "ana", seconds=3.0, minutes=30)],
+        )
+    Queue(db_url).engine.dispose()
+    with Database(db_url).read() as conn:
+        rows = conn.execute(
+            sa.select(schema.labels.c.id, schema.labels.c.undone_at)
+            .where(schema.labels.c.item_id == 1)
+            .order_by(schema.labels.c.id)
+        ).all()
+    assert [r.id for r in rows] == [1, 4]
+    assert rows[0].undone_at.replace(tzinfo=None) == (T0 + timedelta(minutes=30)).replace(
+        tzinfo=None
+    )
+    assert rows[1].undone_at is None
+
+
+def test_the_downgrade_returns_to_version_1(db_url):
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    v1_schema, v1_rows = _dump_url(db_url), _rows(db_url)
+    Queue(db_url).engine.dispose()
+    with Database(db_url).write() as conn:
+        command.downgrade(schema.alembic_config(conn), "0001")
+        schema.alembic_version.drop(conn)
+    assert _dump_url(db_url) == v1_schema
+    assert _rows(db_url) == v1_rows
+    assert _state(db_url) == (1, None)
+
+
+@pytest.mark.parametrize("start", ["empty", "version 1"])
+def test_processes_opening_one_database_at_once_all_succeed(db_url, start):
+    """Creation and upgrade run under a lock (PostgreSQL: advisory; SQLite: BEGIN IMMEDIATE):
+    exactly one opener does the work, the others find it done."""
+    if start == "version 1":
+        _build_v1(db_url)
+        _fill_v1(db_url)
+    n = 4
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def open_queue():
+        try:
+            barrier.wait()
+            Queue(db_url, labels=LABELS).engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_queue) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _state(db_url) == (2, "0002")
+    assert _differences(db_url) == []
+
+
+# -- the migrations themselves ------------------------------------------------------------------
+
+
+def test_the_head_migration_is_this_widgetals_schema_version():
+    script = ScriptDirectory.from_config(schema.alembic_config(None))
+    assert script.get_current_head() == schema._REVISIONS[schema.SCHEMA_VERSION]
+    assert max(schema._REVISIONS) == schema.SCHEMA_VERSION
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert chain == [schema._REVISIONS[v] for v in sorted(schema._REVISIONS)]
+
+
+def _v1_release_schema():
+    """schema.py as the last version-1 release had it, loaded from git history."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{V1_COMMIT}:widgetal/schema.py"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs the git history (commit {V1_COMMIT})")
+    spec = importlib.util.spec_from_loader("widgetal._schema_v1", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "widgetal"
+    exec(compile(source, "schema_v1.py", "exec"), module.__dict__)
+    assert module.SCHEMA_VERSION == 1
+    return module
+
+
+def test_migration_0001_builds_exactly_what_version_1_created(db_url, tmp_path):
+    v1 = _v1_release_schema()
+    _build_v1(db_url)
+    if db_url.startswith("sqlite"):
+        released = f"sqlite:///{tmp_path / 'released.db'}"
+        with Database(released).write() as conn:
+            v1.create_or_check(conn)
+        expected, expected_rows = _dump_url(released), _rows(released)
+    else:
+        with Database(db_url).engine.connect() as conn, conn.begin() as tx:
+            conn.exec_driver_sql("CREATE SCHEMA widgetal_released")
+            conn.exec_driver_sql("SET LOCAL search_path = widgetal_released")
+            v1.create_or_check(conn)
+            expected = _dump(conn)
+            tables = _v1_tables(conn)
+            expected_rows = {
+                name: [dict(r._mapping) for r in conn.execute(sa.select(t))]
+                for name, t in tables.items()
+            }
+            tx.rollback()
+    assert _dump_url(db_url) == expected
+    assert _rows(db_url) == expected_rows
