@@ -51,3 +51,15 @@ class EmptyPool(WidgetalError):
 
 class ImportConflict(InvalidInput):
     """An import that would overwrite stored labels or texts; nothing was imported."""
+
+
+class NotAReviewer(WidgetalError):
+    """Someone who is not a registered reviewer tried to decide a disagreement."""
+
+
+class NotAwaitingReview(WidgetalError):
+    """A review of an item whose labels do not (or no longer) disagree."""
+
+
+class NothingToReview(WidgetalError):
+    """No item is waiting for a reviewer."""

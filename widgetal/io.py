@@ -37,7 +37,7 @@ class PreparedRows:
 
 #: The columns `widgetal export` writes beside text and label. A file holding ``external_id``
 #: is read as an export: these columns restore ids and provenance instead of becoming meta.
-EXPORT_COLUMNS = {"item_id", "external_id", "labeller", "created_at", "seconds"}
+EXPORT_COLUMNS = {"item_id", "external_id", "labeller", "created_at", "seconds", "source"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def detect_columns(
         labeller,
         time="created_at" if "created_at" in cols else None,
         seconds="seconds" if "seconds" in cols else None,
-        ignore=("item_id",) if "item_id" in cols else (),
+        ignore=tuple(c for c in ("item_id", "source") if c in cols),
     )
 
 

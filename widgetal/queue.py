@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import sql
+from . import consensus, project, review, sql
 from .db import Database
 from .errors import (
     ItemAlreadyLabelled,
@@ -50,6 +50,7 @@ class Progress:
     per_label: dict[str, int] = field(default_factory=dict)
     per_labeller: dict[str, int] = field(default_factory=dict)
     mine: int | None = None
+    awaiting_review: int = 0
 
     @property
     def left(self) -> int:
@@ -251,25 +252,63 @@ class Queue:
         seconds: float | None,
         now: datetime,
     ) -> None:
-        won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
-        if won is None:
-            if conn.execute(sql.item_exists, {"item_id": item_id}).first() is None:
-                raise UnknownItem(f"There is no item {item_id}; nothing was saved.")
+        overlap = self._overlap(conn)
+        if overlap == 1:
+            # One statement decides who wins: the fast path every single-labeller click takes.
+            won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
+            if won is not None:
+                conn.execute(sql.insert_label, _label_row(
+                    item_id, label, labeller, seconds, now, won.served_priority,
+                    won.served_ranked_by))
+                return
+        self._record_label_locked(conn, item_id, label, labeller, seconds, now, overlap)
+
+    def _record_label_locked(
+        self, conn: sa.Connection, item_id: int, label: str, labeller: str,
+        seconds: float | None, now: datetime, overlap: int,
+    ) -> None:
+        """Overlap K > 1, or an item a reviewer sent back: lock the item row, then count."""
+        item = conn.execute(sql.lock_item, {"item_id": item_id}).first()
+        if item is None:
+            raise UnknownItem(f"There is no item {item_id}; nothing was saved.")
+        if item.done_at is not None:
             raise ItemAlreadyLabelled(
                 f"Item {item_id} was already labelled by someone else, so your label "
                 f"'{label}' was not recorded. Take the next text."
+                if overlap == 1 else
+                f"Item {item_id} already has all the labels it needs, so your label "
+                f"'{label}' was not recorded. Take the next text."
             )
-        row = {
-            "item_id": item_id,
-            "label": label,
-            "labeller": labeller,
-            "created_at": now,
-            "seconds": seconds,
-        }
-        conn.execute(sql.insert_label, row)
+        active = conn.execute(sql.item_labels, {"item_id": item_id}).all()
+        if any(r.labeller == labeller for r in active):
+            raise ItemAlreadyLabelled(
+                f"You already labelled item {item_id}, so '{label}' was not recorded; use "
+                "Undo to change your label."
+            )
+        params = {"item_id": item_id, "labeller": labeller}
+        lease = conn.execute(sql.read_lease, params).first()
+        served = lease if lease is not None else (item.served_priority, item.served_ranked_by)
+        conn.execute(sql.insert_label,
+                     _label_row(item_id, label, labeller, seconds, now, served[0], served[1]))
+        conn.execute(sql.delete_lease, params)
+        if len(active) + 1 >= overlap + item.extra_labels:
+            given = [r.label for r in active] + [label]
+            policy = project.read_setting(conn, "on_disagreement", "review")
+            conn.execute(sql.complete_item, {
+                "item_id": item_id, "now": now,
+                "needs_review": consensus.needs_review(given, policy),
+            })
+            conn.execute(sql.delete_item_leases, {"item_id": item_id})
+
+    def _overlap(self, conn: sa.Connection) -> int:
+        # Read in the caller's transaction: `widgetal init --overlap` may change it any time.
+        return int(project.read_setting(conn, "overlap", 1))
 
     def _lease_next(self, conn: sa.Connection, labeller: str, now: datetime) -> Item | None:
         params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
+        overlap = self._overlap(conn)
+        if overlap > 1:
+            return self._lease_slot(conn, params, overlap)
         own = conn.execute(sql.find_own_lease, params).scalar()
         if own is not None:
             row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
@@ -278,6 +317,20 @@ class Queue:
             if row is None and self.dialect == "postgresql":
                 row = conn.execute(sql.lease_next_item_waiting, params).first()
         return _item(row) if row is not None else None
+
+    def _lease_slot(self, conn: sa.Connection, params: dict, overlap: int) -> Item | None:
+        """Overlap: one of the K slots of the best item this labeller has not seen."""
+        own = conn.execute(sql.find_own_lease_overlap, params).scalar()
+        if own is None:
+            slot = {**params, "overlap": overlap}
+            own = conn.execute(sql.next_open_slot, slot).scalar()
+            if own is None and self.dialect == "postgresql":
+                own = conn.execute(sql.next_open_slot_waiting, slot).scalar()
+            if own is None:
+                return None
+        conn.execute(sql.delete_lease, {**params, "item_id": own})
+        conn.execute(sql.insert_lease, {**params, "item_id": own})
+        return _item(conn.execute(sql.read_items, {"item_ids": [own]}).one())
 
     def skip(self, item_id: int, labeller: str) -> None:
         """Give the item back to the queue; this labeller is not shown it again."""
@@ -289,12 +342,14 @@ class Queue:
             if conn.execute(sql.find_skip, params).first() is None:
                 conn.execute(sql.insert_skip, {**params, "created_at": _utcnow()})
             conn.execute(sql.release_lease, params)
+            conn.execute(sql.delete_lease, params)
 
     def undo(self, labeller: str) -> Item:
         """Mark this labeller's latest label undone and hand its item back to them.
 
         The label stays in the history, marked undone. Any other item the labeller held is
-        released to the queue.
+        released to the queue. A label under a reviewer's decision cannot be undone: the
+        reviewer undoes the decision first.
         """
         labeller = _check_labeller(labeller)
         now = _utcnow()
@@ -302,15 +357,109 @@ class Queue:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
             if latest is None:
                 raise NothingToUndo(f"{labeller} has no label to undo.")
+            item_id = latest.item_id
+            conn.execute(sql.lock_item, {"item_id": item_id})
+            decided = conn.execute(sql.find_active_decision, {"item_id": item_id}).first()
+            if decided is not None:
+                raise NothingToUndo(
+                    f"Item {item_id} was already decided by reviewer {decided.reviewer}, so "
+                    "your label stays; ask them to undo the decision first."
+                )
+            overlap = self._overlap(conn)
             held = conn.execute(sql.find_own_lease, {"labeller": labeller, "now": now}).scalar()
-            if held is not None and held != latest.item_id:
+            if held is not None and held != item_id:
                 conn.execute(sql.release_lease, {"item_id": held, "labeller": labeller})
             conn.execute(sql.mark_label_undone, {"label_id": latest.id, "now": now})
-            row = conn.execute(
-                sql.reopen_item,
-                {"item_id": latest.item_id, "labeller": labeller, "expires_at": self._expiry(now)},
-            ).one()
-        return _item(row)
+            conn.execute(sql.reopen_for_labels, {"item_id": item_id})
+            params = {"item_id": item_id, "labeller": labeller, "expires_at": self._expiry(now)}
+            if overlap == 1:
+                row = conn.execute(sql.reopen_item, params).one()
+                return _item(row)
+            conn.execute(sql.delete_lease, params)
+            conn.execute(sql.insert_lease, params)
+            return _item(conn.execute(sql.read_items, {"item_ids": [item_id]}).one())
+
+    # -- team settings and review ----------------------------------------------------------
+
+    @property
+    def overlap(self) -> int:
+        """K: how many distinct labellers label each item (1: one label per item)."""
+        with self.db.read() as conn:
+            return self._overlap(conn)
+
+    @property
+    def on_disagreement(self) -> str:
+        """``review`` (disagreeing items wait for a reviewer) or ``majority``."""
+        with self.db.read() as conn:
+            return project.read_setting(conn, "on_disagreement", "review")
+
+    def configure(self, overlap: int | None = None, on_disagreement: str | None = None) -> None:
+        """Change the overlap K or the disagreement rule; items already complete stay so."""
+        if overlap is not None:
+            project.check_overlap(overlap)
+        if on_disagreement is not None:
+            project.check_on_disagreement(on_disagreement)
+        with self.db.write() as conn:
+            if overlap is not None:
+                project.write_setting(conn, "overlap", overlap)
+            if on_disagreement is not None:
+                project.write_setting(conn, "on_disagreement", on_disagreement)
+
+    def add_person(self, name: str, reviewer: bool = False) -> project.Person:
+        """Register a labeller (or a reviewer, who may also label)."""
+        with self.db.write() as conn:
+            return project.add_person(conn, name, "reviewer" if reviewer else "labeller",
+                                      _utcnow())
+
+    def set_person_active(self, name: str, active: bool) -> project.Person:
+        with self.db.write() as conn:
+            return project.set_active(conn, name, active)
+
+    def people(self) -> list[project.Person]:
+        with self.db.read() as conn:
+            return project.people(conn)
+
+    def pop_review(self, reviewer: str) -> review.ReviewItem | None:
+        """Lease the best item awaiting review to ``reviewer``; None when none is waiting."""
+        reviewer = _check_labeller(reviewer)
+        with self.db.write(durable=False) as conn:
+            project.check_reviewer(conn, reviewer)
+            lease = timedelta(seconds=self.lease_seconds)
+            return review.lease_next(conn, reviewer, _utcnow(), lease, self.dialect)
+
+    def review(self, item_id: int, label: str | None, reviewer: str,
+               seconds: float | None = None) -> None:
+        """Decide an item's final label, or (``label=None``) send it back for one more label.
+
+        Raises
+        ------
+        NotAReviewer
+            If ``reviewer`` is not a registered, active reviewer.
+        NotAwaitingReview
+            If the item's labels do not disagree (or someone decided it first).
+        LabelNotInLabelSet
+            If ``label`` is not one of the project's labels.
+        """
+        reviewer = _check_labeller(reviewer)
+        if label is not None:
+            self._check_submission(label, reviewer)
+        with self.db.write() as conn:
+            project.check_reviewer(conn, reviewer)
+            review.decide(conn, item_id, reviewer, label, seconds, _utcnow())
+
+    def undo_review(self, reviewer: str) -> review.ReviewItem:
+        """Take back ``reviewer``'s latest decision; the item returns to review, held by them."""
+        reviewer = _check_labeller(reviewer)
+        now = _utcnow()
+        with self.db.write() as conn:
+            project.check_reviewer(conn, reviewer)
+            lease = timedelta(seconds=self.lease_seconds)
+            return review.undo(conn, reviewer, now, lease, self._overlap(conn))
+
+    def review_item(self, item_id: int) -> review.ReviewItem:
+        """An item with every active label and who gave it."""
+        with self.db.read() as conn:
+            return review.details(conn, item_id)
 
     # -- the orchestrator's verbs ------------------------------------------------------------
 
@@ -380,11 +529,19 @@ class Queue:
             total = conn.execute(sql.read_item_count).scalar_one()
             per_label = dict(conn.execute(sql.count_per_label).all())
             per_labeller = dict(conn.execute(sql.count_per_labeller).all())
-        done = sum(per_label.values())
+            # K = 1: an item is done exactly while one label counts, so the label counts give
+            # "done" without counting items (nor can labels disagree); with overlap, labels
+            # outnumber items and these two counts are worth their cost.
+            waiting = done = 0
+            if self._overlap(conn) == 1:
+                done = sum(per_label.values())
+            else:
+                done = conn.execute(sql.count_done_items).scalar_one()
+                waiting = conn.execute(sql.count_awaiting_review).scalar_one()
         ordered = {name: per_label.pop(name, 0) for name in self._labels}
         ordered.update(per_label)
         mine = per_labeller.get(labeller, 0) if labeller is not None else None
-        return Progress(total, done, ordered, per_labeller, mine)
+        return Progress(total, done, ordered, per_labeller, mine, waiting)
 
     def count_label_events(self) -> int:
         """All labels ever given, undone ones included: grows with every submit."""
@@ -392,13 +549,61 @@ class Queue:
             return conn.execute(sql.count_label_events).scalar_one()
 
     def labelled(self) -> pd.DataFrame:
-        """The labels that count, one row each, with text and labeller."""
-        columns = ["item_id", "external_id", "text", "label", "labeller", "created_at", "seconds"]
+        """The final label of every item that has one: what training and export use.
+
+        One row per item: ``label`` is the reviewer's decision, else the label every labeller
+        gave, else the strict majority where the project allows it; items still awaiting
+        review are left out. ``labeller`` names who gave the final label (the reviewer, or the
+        agreeing labellers, comma-joined); ``source`` says which rule decided.
+        """
+        columns = ["item_id", "external_id", "text", "label", "labeller", "created_at",
+                   "seconds", "source"]
         with self.db.read() as conn:
-            rows = conn.execute(sql.read_labelled).all()
-        frame = pd.DataFrame(rows, columns=columns)
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        return frame
+            rows = conn.execute(sql.read_done_labels).all()
+            decisions = conn.execute(sql.read_decisions).all()
+            policy = project.read_setting(conn, "on_disagreement", "review")
+        given = pd.DataFrame(rows, columns=columns[:-1])
+        given["created_at"] = pd.to_datetime(given["created_at"], utc=True)
+        decided = pd.DataFrame(decisions, columns=["item_id", "label", "reviewer", "created_at"])
+        final = consensus.final_labels(given, decided, policy)
+        if given["item_id"].is_unique and decided.empty:  # one label per item: it is final
+            return given.assign(source="labels")[columns]
+        per_item = given.groupby("item_id").agg(
+            external_id=("external_id", "first"), text=("text", "first"),
+            created_at=("created_at", "max"), seconds=("seconds", "sum"),
+        )
+        frame = final.rename(columns={"by": "labeller"}).join(per_item, on="item_id")
+        if not decided.empty:  # a decision's time is when the final label was given
+            when = pd.to_datetime(decided.set_index("item_id")["created_at"], utc=True)
+            reviewed = frame["source"] == "review"
+            frame.loc[reviewed, "created_at"] = frame.loc[reviewed, "item_id"].map(when)
+        return frame[columns].reset_index(drop=True)
+
+    def label_table(self) -> pd.DataFrame:
+        """Every active label (``item_id``, ``labeller``, ``label``): agreement's input."""
+        with self.db.read() as conn:
+            rows = conn.execute(sql.read_active_label_table).all()
+        return pd.DataFrame(rows, columns=["item_id", "labeller", "label"])
+
+    def agreement(self, min_shared: int = 10):
+        """Agreement between labellers and with the final labels (see :mod:`widgetal.agreement`)."""
+        from .agreement import agreement
+
+        final = self.labelled().set_index("item_id")["label"]
+        return agreement(self.label_table(), final, self._labels, min_shared=min_shared)
+
+    def events(self) -> pd.DataFrame:
+        """Every event, oldest first: labels, undos, skips, reviews and review undos."""
+        with self.db.read() as conn:
+            label_rows = conn.execute(sql.read_label_events).all()
+            skip_rows = conn.execute(sql.read_skip_events).all()
+            review_rows = conn.execute(sql.read_review_events).all()
+        return _events(label_rows, skip_rows, review_rows)
+
+    def awaiting_review(self) -> int:
+        """How many complete items wait for a reviewer (their labels disagree)."""
+        with self.db.read() as conn:
+            return conn.execute(sql.count_awaiting_review).scalar_one()
 
     def undone(self) -> pd.DataFrame:
         """Every item not done (``item_id``, ``text``), in current queue order."""
@@ -510,6 +715,38 @@ def _check_labeller(labeller: str) -> str:
     if not isinstance(labeller, str) or not labeller.strip():
         raise ValueError("Every label needs a labeller: pass a non-empty name.")
     return labeller.strip()
+
+
+def _events(label_rows: list, skip_rows: list, review_rows: list) -> pd.DataFrame:
+    """One table of events; an undo is its own row, at the time it happened."""
+    cols = ["time", "event", "item_id", "external_id", "label", "labeller", "seconds",
+            "ranked_by", "priority"]
+    out = []
+    for r in label_rows:
+        out.append((r.created_at, "label", r.item_id, r.external_id, r.label, r.labeller,
+                    r.seconds, r.ranked_by, r.priority))
+        if r.undone_at is not None:
+            out.append((r.undone_at, "undo", r.item_id, r.external_id, r.label, r.labeller,
+                        None, None, None))
+    for r in skip_rows:
+        out.append((r.created_at, "skip", r.item_id, r.external_id, None, r.labeller,
+                    None, None, None))
+    for r in review_rows:
+        kind = "review" if r.label is not None else "send-back"
+        out.append((r.created_at, kind, r.item_id, r.external_id, r.label, r.reviewer,
+                    r.seconds, None, None))
+        if r.undone_at is not None:
+            out.append((r.undone_at, f"undo-{kind}", r.item_id, r.external_id, r.label,
+                        r.reviewer, None, None, None))
+    frame = pd.DataFrame(out, columns=cols)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def _label_row(item_id: int, label: str, labeller: str, seconds: float | None, now: datetime,
+               priority: float | None, ranked_by: int | None) -> dict[str, Any]:
+    return {"item_id": item_id, "label": label, "labeller": labeller, "created_at": now,
+            "seconds": seconds, "priority": priority, "ranked_by": ranked_by}
 
 
 def _item(row: Any) -> Item:

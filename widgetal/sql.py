@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .schema import counters, features, items, labels, runs, settings, skips
+from .schema import (
+    counters,
+    features,
+    items,
+    labellers,
+    labels,
+    leases,
+    reviews,
+    runs,
+    settings,
+    skips,
+)
 
 _i = items.c
 _now = sa.bindparam("now")
@@ -88,10 +99,16 @@ _not_skipped_by_labeller = ~sa.exists().where(
 )
 
 
+_not_labelled_by_labeller = ~sa.exists().where(
+    labels.c.item_id == _i.id, labels.c.labeller == _labeller, labels.c.undone_at.is_(None)
+)
+
+
 def _next_free_item(skip_locked: bool) -> sa.Select:
     return (
         sa.select(_i.id)
-        .where(_i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller)
+        .where(_i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller,
+               _not_labelled_by_labeller)
         .order_by(_i.priority.desc(), _i.id)
         .limit(1)
         .with_for_update(skip_locked=skip_locked)
@@ -102,7 +119,8 @@ def _lease(subquery: sa.Select) -> sa.Update:
     return (
         items.update()
         .where(_i.id == subquery.scalar_subquery())
-        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
+                served_priority=_i.priority, served_ranked_by=_i.ranked_by)
         .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
     )
 
@@ -144,16 +162,243 @@ find_skip = sa.select(skips.c.item_id).where(
 
 # -- labels -----------------------------------------------------------------------------------
 
-# Mark an item done if nobody did first; no row back means someone else's label won.
+# Overlap 1: mark an item done if nobody did first; no row back means someone else's label won
+# (or the item wants more than one label: a reviewer sent it back, see record_label_locked).
+# RETURNING gives what the labeller was served, for the label's provenance.
 mark_item_done = (
     items.update()
-    .where(_i.id == sa.bindparam("item_id"), _i.done_at.is_(None))
+    .where(_i.id == sa.bindparam("item_id"), _i.done_at.is_(None), _i.extra_labels == 0)
     .values(done_at=_now, leased_by=None, lease_expires_at=None)
-    .returning(_i.id)
+    .returning(_i.id, _i.served_priority, _i.served_ranked_by, _i.leased_by)
 )
 
 # Does the item exist at all (to tell "unknown item" from "already labelled").
 item_exists = sa.select(_i.id, _i.done_at).where(_i.id == sa.bindparam("item_id"))
+
+# -- overlap K > 1, and items a reviewer sent back --------------------------------------------
+# Leases live in their own table (up to K per item). Correctness rests on the submit: it locks
+# the item row, then counts, so an item never holds more than K active labels.
+
+# Lock one item row and read what a label for it must respect; SQLite's BEGIN IMMEDIATE
+# already serialises writers, so the clause is dropped there.
+lock_item = (
+    sa.select(_i.id, _i.done_at, _i.extra_labels, _i.needs_review, _i.served_priority,
+              _i.served_ranked_by)
+    .where(_i.id == sa.bindparam("item_id"))
+    .with_for_update()
+)
+
+# The active labels of one item, in the order given: consensus and the one-per-labeller rule.
+item_labels = (
+    sa.select(labels.c.id, labels.c.label, labels.c.labeller, labels.c.created_at)
+    .where(labels.c.item_id == sa.bindparam("item_id"), labels.c.undone_at.is_(None))
+    .order_by(labels.c.id)
+)
+
+# Close an item that holds all its labels, saying whether they await a reviewer.
+complete_item = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(done_at=_now, needs_review=sa.bindparam("needs_review"), leased_by=None,
+            lease_expires_at=None)
+)
+
+# Reopen an item (an undone label, a review sending it back): out of review, back in hand-out.
+reopen_for_labels = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(done_at=None, needs_review=False, review_leased_by=None,
+            review_lease_expires_at=None,
+            extra_labels=_i.extra_labels + sa.bindparam("more", value=0))
+)
+
+# This labeller's live lease under overlap (a reloaded page gets the same text back).
+find_own_lease_overlap = (
+    sa.select(leases.c.item_id)
+    .join(items, items.c.id == leases.c.item_id)
+    .where(leases.c.labeller == _labeller, leases.c.expires_at > _now, _i.done_at.is_(None))
+    .order_by(leases.c.expires_at.desc())
+    .limit(1)
+)
+
+_active_labels = (
+    sa.select(sa.func.count())
+    .where(labels.c.item_id == _i.id, labels.c.undone_at.is_(None))
+    .scalar_subquery()
+)
+_others_live_leases = (
+    sa.select(sa.func.count())
+    .where(leases.c.item_id == _i.id, leases.c.expires_at > _now, leases.c.labeller != _labeller)
+    .scalar_subquery()
+)
+
+
+def _next_open_slot(skip_locked: bool) -> sa.Select:
+    return (
+        sa.select(_i.id)
+        .where(
+            _i.done_at.is_(None),
+            _not_skipped_by_labeller,
+            _not_labelled_by_labeller,
+            _active_labels + _others_live_leases < sa.bindparam("overlap") + _i.extra_labels,
+        )
+        .order_by(_i.priority.desc(), _i.id)
+        .limit(1)
+        .with_for_update(skip_locked=skip_locked)
+    )
+
+
+# Overlap: the best item with a free slot that this labeller has neither labelled nor skipped.
+# The row lock (SKIP LOCKED) keeps two pops from racing for one slot.
+next_open_slot = _next_open_slot(skip_locked=True)
+next_open_slot_waiting = _next_open_slot(skip_locked=False)
+
+# Take (or renew) a lease under overlap; delete first, so one statement pair works everywhere.
+delete_lease = leases.delete().where(
+    leases.c.item_id == sa.bindparam("item_id"), leases.c.labeller == _labeller
+)
+insert_lease = leases.insert().values(
+    item_id=sa.bindparam("item_id"), labeller=_labeller, expires_at=sa.bindparam("expires_at"),
+    served_priority=sa.select(_i.priority).where(_i.id == sa.bindparam("item_id"))
+    .scalar_subquery(),
+    served_ranked_by=sa.select(_i.ranked_by).where(_i.id == sa.bindparam("item_id"))
+    .scalar_subquery(),
+)
+
+# What this labeller was served with the item (provenance), under overlap.
+read_lease = sa.select(leases.c.served_priority, leases.c.served_ranked_by).where(
+    leases.c.item_id == sa.bindparam("item_id"), leases.c.labeller == _labeller
+)
+
+# Leases that can never be used again (the item is done): keeps the table small.
+delete_item_leases = leases.delete().where(leases.c.item_id == sa.bindparam("item_id"))
+
+# -- review -----------------------------------------------------------------------------------
+
+_live_review_lease = sa.and_(
+    _i.review_leased_by.is_not(None), _i.review_lease_expires_at > _now
+)
+
+# The item this reviewer already holds.
+find_own_review = (
+    sa.select(_i.id)
+    .where(_i.review_leased_by == _labeller, _i.needs_review, _i.review_lease_expires_at > _now)
+    .limit(1)
+)
+
+
+def _review_lease(skip_locked: bool) -> sa.Update:
+    pick = (
+        sa.select(_i.id)
+        .where(_i.needs_review, ~_live_review_lease)
+        .order_by(_i.priority.desc(), _i.id)
+        .limit(1)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return (
+        items.update()
+        .where(_i.id == pick.scalar_subquery())
+        .values(review_leased_by=_labeller, review_lease_expires_at=sa.bindparam("expires_at"))
+        .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+    )
+
+
+# Hand the best item awaiting review to one reviewer, exactly once (as pop does for labels).
+lease_next_review = _review_lease(skip_locked=True)
+lease_next_review_waiting = _review_lease(skip_locked=False)
+
+# Renew the review lease on an item this reviewer holds (or is handed back by undo).
+renew_review_lease = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(review_leased_by=_labeller, review_lease_expires_at=sa.bindparam("expires_at"),
+            needs_review=True)
+    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+)
+
+# A decision closes the review: the item leaves the review queue.
+close_review = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(needs_review=False, review_leased_by=None, review_lease_expires_at=None)
+)
+
+# Record a decision (label) or a send-back (label NULL) as its own event.
+insert_review = reviews.insert()
+
+# The reviewer's latest decision that still counts: what undo takes back.
+find_latest_review = (
+    sa.select(reviews.c.id, reviews.c.item_id, reviews.c.label)
+    .where(reviews.c.reviewer == _labeller, reviews.c.undone_at.is_(None))
+    .order_by(reviews.c.id.desc())
+    .limit(1)
+)
+mark_review_undone = (
+    reviews.update().where(reviews.c.id == sa.bindparam("review_id")).values(undone_at=_now)
+)
+
+# Has the item a decision that counts (a labeller may not undo a label under it).
+find_active_decision = sa.select(reviews.c.id, reviews.c.reviewer).where(
+    reviews.c.item_id == sa.bindparam("item_id"), reviews.c.undone_at.is_(None),
+    reviews.c.label.is_not(None),
+)
+
+# Items awaiting review: status and the orchestrator's "left out" count.
+count_awaiting_review = sa.select(sa.func.count()).select_from(items).where(_i.needs_review)
+
+# Items done, counted (overlap > 1: per-label counts are labels, not items).
+count_done_items = sa.select(sa.func.count()).select_from(items).where(_i.done_at.is_not(None))
+
+# -- team: labels, decisions, people ----------------------------------------------------------
+
+# Every active label of every item that is done: the input of the final-label rule.
+read_done_labels = (
+    sa.select(
+        _i.id.label("item_id"), _i.external_id, _i.text, labels.c.label, labels.c.labeller,
+        labels.c.created_at, labels.c.seconds,
+    )
+    .join(labels, labels.c.item_id == _i.id)
+    .where(labels.c.undone_at.is_(None), _i.done_at.is_not(None))
+    .order_by(labels.c.id)
+)
+
+# Every active label, done or not: agreement statistics.
+read_active_label_table = (
+    sa.select(labels.c.item_id, labels.c.labeller, labels.c.label)
+    .where(labels.c.undone_at.is_(None))
+    .order_by(labels.c.id)
+)
+
+# Decisions that count: they override the labellers.
+read_decisions = (
+    sa.select(reviews.c.item_id, reviews.c.label, reviews.c.reviewer, reviews.c.created_at)
+    .where(reviews.c.undone_at.is_(None), reviews.c.label.is_not(None))
+)
+
+# Every event, for `export --events`: labels (and their undos), skips, reviews (and undos).
+read_label_events = sa.select(
+    labels.c.id, labels.c.item_id, _i.external_id, labels.c.label, labels.c.labeller,
+    labels.c.created_at, labels.c.seconds, labels.c.undone_at, labels.c.ranked_by,
+    labels.c.priority,
+).join(items, items.c.id == labels.c.item_id)
+read_skip_events = sa.select(
+    skips.c.item_id, _i.external_id, skips.c.labeller, skips.c.created_at
+).join(items, items.c.id == skips.c.item_id)
+read_review_events = sa.select(
+    reviews.c.id, reviews.c.item_id, _i.external_id, reviews.c.label, reviews.c.reviewer,
+    reviews.c.created_at, reviews.c.seconds, reviews.c.undone_at,
+).join(items, items.c.id == reviews.c.item_id)
+
+# People: add, change, list.
+read_labeller = sa.select(labellers).where(labellers.c.name == _labeller)
+read_labellers = sa.select(labellers).order_by(labellers.c.name)
+insert_labeller = labellers.insert()
+update_labeller = labellers.update().where(labellers.c.name == _labeller)
+
+# Who has labelled at all (open projects register nobody): how many could fill K slots.
+count_distinct_labellers = sa.select(sa.func.count(sa.distinct(labels.c.labeller))).where(
+    labels.c.undone_at.is_(None)
+)
 
 # Append one label to the history.
 insert_label = labels.insert()

@@ -1,0 +1,105 @@
+"""Project settings beyond the label set (overlap, the disagreement rule) and the people who label.
+
+Stored in the database so that app, orchestrator and CLI always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import sql
+from .errors import InvalidInput, NotAReviewer
+
+#: What happens when an item's K labels disagree: wait for a reviewer, or take the strict
+#: majority when there is one (and still ask a reviewer when there is none).
+ON_DISAGREEMENT = ("review", "majority")
+ROLES = ("labeller", "reviewer")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone who may label (and, as a reviewer, decide disagreements)."""
+
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+    has_key: bool
+
+
+def read_setting(conn: sa.Connection, key: str, default: Any = None) -> Any:
+    value = conn.execute(sql.read_setting, {"key": key}).scalar_one_or_none()
+    return default if value is None else value
+
+
+def write_setting(conn: sa.Connection, key: str, value: Any) -> None:
+    conn.execute(sql.delete_setting, {"key": key})
+    conn.execute(sql.insert_setting, {"key": key, "value": value})
+
+
+def check_overlap(overlap: Any) -> int:
+    """K must be a whole number of labellers, at least 1."""
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+        raise InvalidInput(
+            f"Overlap must be a whole number of labellers, at least 1 (got {overlap!r}); "
+            "nothing was changed."
+        )
+    return overlap
+
+
+def check_on_disagreement(value: str) -> str:
+    if value not in ON_DISAGREEMENT:
+        raise InvalidInput(
+            f"--on-disagreement must be one of {', '.join(ON_DISAGREEMENT)}, not {value!r}; "
+            "nothing was changed."
+        )
+    return value
+
+
+def add_person(conn: sa.Connection, name: str, role: str, now: datetime) -> Person:
+    """Register someone; adding a known name again changes their role and re-activates them."""
+    name = _check_name(name)
+    if role not in ROLES:
+        raise InvalidInput(f"A role is one of {', '.join(ROLES)}, not {role!r}.")
+    params = {"labeller": name}
+    if conn.execute(sql.read_labeller, params).first() is None:
+        conn.execute(sql.insert_labeller,
+                     {"name": name, "role": role, "active": True, "created_at": now})
+    else:
+        conn.execute(sql.update_labeller.values(role=role, active=True), params)
+    return _person(conn.execute(sql.read_labeller, params).one())
+
+
+def set_active(conn: sa.Connection, name: str, active: bool) -> Person:
+    params = {"labeller": _check_name(name)}
+    if conn.execute(sql.update_labeller.values(active=active), params).rowcount == 0:
+        raise InvalidInput(f"No labeller named {name!r}: add them with `widgetal labellers add`.")
+    return _person(conn.execute(sql.read_labeller, params).one())
+
+
+def people(conn: sa.Connection) -> list[Person]:
+    return [_person(r) for r in conn.execute(sql.read_labellers)]
+
+
+def check_reviewer(conn: sa.Connection, name: str) -> None:
+    """Only people registered as active reviewers may decide disagreements."""
+    row = conn.execute(sql.read_labeller, {"labeller": name}).first()
+    if row is None or row.role != "reviewer" or not row.active:
+        raise NotAReviewer(
+            f"{name} is not allowed to review: a project owner runs "
+            f"`widgetal labellers add {name} --reviewer` first. Nothing was changed."
+        )
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("A labeller needs a non-empty name.")
+    return name.strip()
+
+
+def _person(row: Any) -> Person:
+    return Person(row.name, row.role, bool(row.active), row.created_at, row.key_hash is not None)
