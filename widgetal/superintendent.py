@@ -274,7 +274,8 @@ class SuperintendentQueue:
         notice, self._notice = self._notice, None
         if self._shown is not None and notice is None:
             self.queue.skip(self._shown, self.labeller)
-            self._popped.remove(self._shown)  # gone to others: undo goes to the label before
+            if self._shown in self._popped:  # gone to others: undo goes to the label before
+                self._popped.remove(self._shown)
             self._shown = None
         item = self.queue.pop(self.labeller)
         if item is None:
