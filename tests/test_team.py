@@ -283,3 +283,34 @@ def test_a_reviewer_and_a_labeller_at_once_never_both_finalise(db_url):
         labels = table[table.item_id == item_id]
         # a decision stands only on a complete item; an item bob reopened has no final label
         assert len(labels) == 2 and row.source == "review"
+
+
+# -- imports under overlap (issue 14: an imported label is one of the K) ----------------------
+
+
+def test_imported_labels_are_one_of_k_and_reimporting_the_export_adds_nothing(db_url, tmp_path):
+    q = Queue(db_url, labels=LABELS)
+    q.configure(overlap=2)
+    q.add_person("rita", reviewer=True)
+    path = tmp_path / "seed.csv"
+    path.write_text("id,text,label,labeller\n1,a,positive,ana\n2,b,negative,ana\n")
+    first = q.add(path, id="id", label="label")
+    assert first.labels_added == 2 and q.progress().done == 0  # each is one of two
+    assert q.pop("ana") is None  # ana gave her label to both already
+    second = tmp_path / "more.csv"
+    second.write_text("id,text,label,labeller\n1,a,positive,bob\n2,b,positive,bob\n")
+    result = q.add(second, id="id", label="label")
+    assert result.labels_added_existing == 2 and q.progress().done == 2
+    assert q.awaiting_review() == 1  # item 2: ana negative, bob positive
+    item = q.pop_review("rita")
+    q.review(item.item_id, "negative", "rita")
+    out = tmp_path / "export.csv"
+    q.labelled().to_csv(out, index=False)
+    again = q.add(out)
+    assert (again.added, again.labels_already_present, len(again.label_conflicts)) == (0, 2, 0)
+    changed = tmp_path / "changed.csv"
+    changed.write_text("id,text,label,labeller\n1,a,negative,ana\n")
+    with pytest.raises(InvalidInput, match="'positive' → 'negative'"):
+        q.add(changed, id="id", label="label")
+    replaced = q.add(changed, id="id", label="label", on_conflict="replace")
+    assert replaced.conflicts_replaced and q.awaiting_review() == 1  # now ana and bob disagree

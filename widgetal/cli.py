@@ -41,13 +41,76 @@ def open_queue(db: str | None, **kwargs) -> Queue:
 def init(
     labels: str = typer.Option(..., help="Comma-separated label set, in order: negative,positive"),
     instructions: str | None = typer.Option(None, help="Instructions shown to labellers."),
+    overlap: int | None = typer.Option(
+        None, help="K: distinct labellers per item (default 1). Run init again to change it."
+    ),
+    on_disagreement: str | None = typer.Option(
+        None, help="When an item's K labels disagree: review (wait for a reviewer; the "
+        "default) or majority (a strict majority is final; otherwise review)."
+    ),
     db: str | None = DbOption,
 ):
-    """Create the database (if needed) and store the label set."""
+    """Create the database (if needed) and store the label set and team settings."""
+    from .project import check_on_disagreement, check_overlap
+
     label_list = [x.strip() for x in labels.split(",")]
+    if overlap is not None:  # checked before anything is created or stored
+        check_overlap(overlap)
+    if on_disagreement is not None:
+        check_on_disagreement(on_disagreement)
     q = open_queue(db, labels=label_list, instructions=instructions)
+    q.configure(overlap=overlap, on_disagreement=on_disagreement)
+    team = (f"; each item labelled by {q.overlap} labellers, disagreements: {q.on_disagreement}"
+            if q.overlap > 1 else "")
     console.print(f"Project ready at {q.engine.url.render_as_string(hide_password=True)} "
-                  f"with labels {q.labels}.")
+                  f"with labels {q.labels}{team}.")
+
+
+labellers_app = typer.Typer(help="The people who label: add, list, disable.",
+                            no_args_is_help=True)
+app.add_typer(labellers_app, name="labellers")
+
+
+@labellers_app.command("add")
+def labellers_add(
+    name: str = typer.Argument(..., help="The labeller's name."),
+    reviewer: bool = typer.Option(False, "--reviewer", help="May also decide disagreements."),
+    db: str | None = DbOption,
+):
+    """Register a labeller (or a reviewer); adding a known name again changes the role."""
+    person = open_queue(db).add_person(name, reviewer=reviewer)
+    console.print(f"{person.name} is a {person.role}.")
+
+
+@labellers_app.command("list")
+def labellers_list(db: str | None = DbOption):
+    """Everyone registered, with role, state and label count."""
+    q = open_queue(db)
+    counts = q.progress().per_labeller
+    table = Table("name", "role", "active", "labels", "since (UTC)")
+    for p in q.people():
+        table.add_row(p.name, p.role, "yes" if p.active else "no",
+                      str(counts.get(p.name, 0)), f"{p.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@labellers_app.command("disable")
+def labellers_disable(
+    name: str = typer.Argument(..., help="The labeller's name."), db: str | None = DbOption
+):
+    """Stop someone from reviewing (their labels stay)."""
+    person = open_queue(db).set_person_active(name, False)
+    console.print(f"{person.name} is disabled.")
+
+
+@app.command()
+def agreement(
+    min_shared: int = typer.Option(10, help="Items two labellers must share for their kappa."),
+    db: str | None = DbOption,
+):
+    """How well labellers agree: pairwise Cohen's kappa, Krippendorff's alpha, per label."""
+    report = open_queue(db).agreement(min_shared=min_shared)
+    console.print(report.to_text(), highlight=False, markup=False)
 
 
 @app.command("import")
@@ -97,6 +160,15 @@ def status(db: str | None = DbOption):
     p = q.progress()
     console.print(f"Labels: {q.labels or '(none: run widgetal init)'}")
     console.print(f"Items: {p.total}   labelled: {p.done}   left: {p.left}   ({p.fraction:.1%})")
+    overlap = q.overlap
+    if overlap > 1:
+        console.print(f"Overlap: {overlap} labellers per item; disagreements: "
+                      f"{q.on_disagreement}; awaiting review: {p.awaiting_review}")
+        # who can fill the K slots: registered people, and anyone who labelled (open access)
+        able = len({x.name for x in q.people() if x.active} | set(p.per_labeller))
+        if able < overlap:
+            console.print(f"[yellow]Warning:[/yellow] only {able} labellers known but each "
+                          f"item needs {overlap}: items cannot finish until more people label.")
     if p.per_label:
         table = Table("label", "count")
         for name, n in p.per_label.items():
@@ -121,9 +193,11 @@ def status(db: str | None = DbOption):
                                   ("roc_auc", "ROC AUC"))
                 if isinstance(m.get(key), float) and m[key] == m[key]
             )
+            left_out = m.get("awaiting_review") or 0
             console.print(
                 f"Latest run #{r['id']} at {when}: {r['n_labels']} labels, CV {scores}; "
                 f"model {r['model_file'] or '(none)'}"
+                + (f"; {left_out} items left out, awaiting review" if left_out else "")
             )
     else:
         console.print("No orchestrator run yet.")
@@ -230,6 +304,9 @@ def orchestrate_main() -> None:
 @app.command()
 def export(
     file: Path = typer.Argument(..., help="Output .csv, .jsonl or .parquet."),
+    events: bool = typer.Option(
+        False, "--events", help="Every event (labels, undos, skips, reviews), not final labels."
+    ),
     spreadsheet_safe: bool = typer.Option(
         False, "--spreadsheet-safe",
         help="CSV for a spreadsheet: prefix cells starting with = + - @ with ' so they are not "
@@ -237,13 +314,13 @@ def export(
     ),
     db: str | None = DbOption,
 ):
-    """Write the labels that count (with text, labeller and time) to a file."""
+    """Write each item's final label (with text, who gave it and when) to a file."""
     from .io import write_labels
 
     q = open_queue(db)
-    frame = q.labelled()
+    frame = q.events() if events else q.labelled()
     write_labels(frame, file, spreadsheet=spreadsheet_safe)
-    console.print(f"Wrote {len(frame)} labels to {file}.")
+    console.print(f"Wrote {len(frame)} {'events' if events else 'labels'} to {file}.")
 
 
 @app.command("import-superintendent")

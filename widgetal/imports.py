@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -86,17 +86,24 @@ def store(
     now: datetime,
     on_conflict: OnConflict = "error",
     keep_stored_text: bool = False,
+    overlap: int = 1,
+    on_disagreement: str = "review",
 ) -> AddResult:
     """Store validated rows; raise :class:`ImportConflict` (the caller rolls back) on conflicts.
 
     A label for an item already queued is recorded like one for a new item; an equal label
     counts as already present; a different one is a conflict, refused unless ``on_conflict``
     says to keep the stored label or replace it (the old one stays in the history, undone).
+
+    With overlap K > 1 an imported label is one of the K, given by the row's labeller: it is
+    added while the item has a free slot; one equal to the item's final label, or to that
+    labeller's own, is already present; anything else is a conflict (only a labeller's own
+    label can be replaced: a complete item's labels by others are kept).
     """
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}.")
     added = present = n_labels = 0
-    existing_labelled: list[tuple[int, int]] = []  # (row, item_id) of stored items with a label
+    existing_labelled: list[tuple[int, Any]] = []  # (row, stored item) for rows with a label
     text_conflicts: list[str] = []
     for start in range(0, len(rows), _CHUNK):
         ext = rows.external_ids[start : start + _CHUNK]
@@ -110,11 +117,11 @@ def store(
             if row.text != rows.texts[i]:
                 text_conflicts.append(e)
             if rows.labels[i] is not None:
-                existing_labelled.append((i, row.id))
+                existing_labelled.append((i, row))
         present += len(ext) - len(new)
         if not new:
             continue
-        ids = _insert_items(conn, dialect, rows, new, now)
+        ids = _insert_items(conn, dialect, rows, new, now, complete=overlap == 1)
         labelled = [(i, ids[rows.external_ids[i]]) for i in new if rows.labels[i] is not None]
         _insert_labels(conn, dialect, rows, labelled, labeller, now)
         added += len(new)
@@ -129,7 +136,9 @@ def store(
             "Nothing was imported. Give those rows new ids, or pass --keep-stored-text to keep "
             "the stored texts and import the rest."
         )
-    to_add, same, clashes = _compare_labels(conn, rows, existing_labelled)
+    to_add, same, clashes, stored = _compare_labels(
+        conn, rows, existing_labelled, labeller, overlap
+    )
     conflicts = [c for _, _, _, c in clashes]
     if conflicts and on_conflict == "error":
         listed = "; ".join(f"{c.external_id}: {c.old!r} → {c.new!r}" for c in conflicts[:_SHOW])
@@ -140,14 +149,19 @@ def store(
             "stored labels, or --on-conflict replace to use the file's (the stored ones stay in "
             "the history, marked undone)."
         )
-    replace = on_conflict == "replace" and bool(clashes)
+    replaceable = [c for c in clashes if c[2] is not None]
+    replace = on_conflict == "replace" and bool(replaceable)
     if replace:
-        for chunk in _chunks([label_id for _, _, label_id, _ in clashes]):
+        for chunk in _chunks([label_id for _, _, label_id, _ in replaceable]):
             conn.execute(sql.mark_labels_undone, {"label_ids": chunk, "now": now})
-    written = to_add + ([(i, item) for i, item, _, _ in clashes] if replace else [])
+    written = to_add + ([(i, item) for i, item, _, _ in replaceable] if replace else [])
     _insert_labels(conn, dialect, rows, written, labeller, now)
-    for chunk in _chunks([item for _, item in to_add]):
-        conn.execute(sql.complete_imported_items, {"item_ids": chunk, "now": now})
+    if overlap == 1:
+        for chunk in _chunks([item for _, item in to_add]):
+            conn.execute(sql.complete_imported_items, {"item_ids": chunk, "now": now})
+    else:
+        _complete_full_items(conn, rows, written, stored, replaceable if replace else [],
+                             overlap, on_disagreement, now)
     return AddResult(
         added, present, n_labels, rows.merged_duplicates,
         labels_added_existing=len(to_add),
@@ -159,35 +173,77 @@ def store(
 
 
 def _compare_labels(
-    conn: sa.Connection, rows: PreparedRows, existing: list[tuple[int, int]]
-) -> tuple[list[tuple[int, int]], int, list[tuple[int, int, int, LabelConflict]]]:
-    """Rows bringing a label to a stored item: to add ``(row, item)``, how many equal the stored
-    label, and the clashes ``(row, item, stored label's id, conflict)``."""
-    stored: dict[int, tuple[int, str]] = {}
-    for chunk in _chunks(sorted({item for _, item in existing})):
+    conn: sa.Connection, rows: PreparedRows, existing: list[tuple[int, Any]], labeller: str,
+    overlap: int,
+) -> tuple[list[tuple[int, int]], int, list[tuple[int, int, int | None, LabelConflict]], dict]:
+    """Rows bringing a label to a stored item: to add ``(row, item)``, how many are already
+    present, and the clashes ``(row, item, replaceable stored label's id or None, conflict)``.
+    Also returns the stored active labels per item, for completing items afterwards."""
+    items = sorted({r.id for _, r in existing})
+    stored: dict[int, list[Any]] = {}
+    decided: dict[int, str] = {}
+    for chunk in _chunks(items):
         for r in conn.execute(sql.read_active_labels, {"item_ids": chunk}):
-            stored.setdefault(r.item_id, (r.id, r.label))
+            stored.setdefault(r.item_id, []).append(r)
+        decided.update(conn.execute(sql.read_decisions_for_items, {"item_ids": chunk}).all())
     to_add: list[tuple[int, int]] = []
-    clashes: list[tuple[int, int, int, LabelConflict]] = []
+    clashes: list[tuple[int, int, int | None, LabelConflict]] = []
     same = 0
     for i, item in existing:
-        old = stored.get(item)
-        if old is None:
-            to_add.append((i, item))
-        elif old[1] == rows.labels[i]:
+        new, who = rows.labels[i], _labeller_of(rows, i, labeller)
+        given = stored.get(item.id, [])
+        kinds = {r.label for r in given}
+        agreed = next(iter(kinds)) if len(kinds) == 1 and item.done_at is not None else None
+        final = decided.get(item.id) or agreed
+        own = next((r for r in given if r.labeller == who), None) if overlap > 1 else None
+        if own is not None:
+            if own.label == new:
+                same += 1
+            else:
+                clashes.append((i, item.id, own.id,
+                                LabelConflict(rows.external_ids[i], own.label, new)))
+        elif final == new:
             same += 1
-        else:
-            conflict = LabelConflict(rows.external_ids[i], old[1], rows.labels[i])
-            clashes.append((i, item, old[0], conflict))
-    return to_add, same, clashes
+        elif item.done_at is None and len(given) < overlap + item.extra_labels:
+            to_add.append((i, item.id))
+        elif overlap == 1 and len(given) == 1:
+            clashes.append((i, item.id, given[0].id,
+                            LabelConflict(rows.external_ids[i], given[0].label, new)))
+        else:  # a complete item whose labels came from others: never overwritten
+            old = final if final is not None else "/".join(sorted(kinds)) + " (awaiting review)"
+            clashes.append((i, item.id, None, LabelConflict(rows.external_ids[i], old, new)))
+    return to_add, same, clashes, stored
+
+
+def _complete_full_items(conn: sa.Connection, rows: PreparedRows, written: list[tuple[int, int]],
+                         stored: dict, replaced: list, overlap: int, on_disagreement: str,
+                         now: datetime) -> None:
+    """Overlap: close the items an import filled, saying whether their labels disagree."""
+    from .consensus import needs_review
+
+    replaced_ids = {label_id for _, _, label_id, _ in replaced}
+    for i, item in written:
+        kept = [r.label for r in stored.get(item, []) if r.id not in replaced_ids]
+        if len(kept) + 1 >= overlap:
+            conn.execute(sql.complete_item, {
+                "item_id": item, "now": now,
+                "needs_review": needs_review([*kept, rows.labels[i]], on_disagreement),
+            })
+            conn.execute(sql.delete_item_leases, {"item_id": item})
+
+
+def _labeller_of(rows: PreparedRows, i: int, default: str) -> str:
+    return (rows.labellers[i] if rows.labellers else None) or default
 
 
 def _insert_items(
-    conn: sa.Connection, dialect: str, rows: PreparedRows, new: list[int], now: datetime
+    conn: sa.Connection, dialect: str, rows: PreparedRows, new: list[int], now: datetime,
+    complete: bool,
 ) -> dict[str, int]:
-    """Insert rows ``new`` of ``rows``; returns {external_id: item_id}."""
+    """Insert rows ``new`` of ``rows``; returns {external_id: item_id}. With ``complete`` (K = 1)
+    a row's label finishes its item; with overlap it is the first of K."""
     ext = [rows.external_ids[i] for i in new]
-    done = [now if rows.labels[i] is not None else None for i in new]
+    done = [now if complete and rows.labels[i] is not None else None for i in new]
     if dialect == "postgresql":
         params = {
             "external_ids": ext,
@@ -222,7 +278,7 @@ def _insert_labels(
         {
             "item_id": item,
             "label": rows.labels[i],
-            "labeller": (rows.labellers[i] if rows.labellers else None) or labeller,
+            "labeller": _labeller_of(rows, i, labeller),
             "created_at": (rows.label_times[i] if rows.label_times else None) or now,
             "seconds": rows.seconds[i] if rows.seconds else None,
         }

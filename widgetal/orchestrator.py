@@ -55,6 +55,8 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     model_file: Path | None = None
     n_reranked: int = 0
+    #: Complete items left out of training because their labels disagree and await a reviewer.
+    awaiting_review: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -145,7 +147,11 @@ class Orchestrator:
         timings: dict[str, float] = {}
         try:
             with _timed(timings, "read_labels"):
-                labelled = q.labelled()
+                labelled = q.labelled()  # final labels only: disagreements await review
+                run.awaiting_review = q.awaiting_review()
+            if run.awaiting_review:
+                log.info("run %s: %d items left out, awaiting review", run_id,
+                         run.awaiting_review)
             y = labelled["label"].to_numpy(dtype=object)
             run.n_labels = len(labelled)
             run.label_counts = _label_counts(y, q.labels)
@@ -159,6 +165,7 @@ class Orchestrator:
                 q.finish_run(
                     run_id,
                     n_labels=run.n_labels,
+                    metrics={"awaiting_review": run.awaiting_review},
                     timings=_json(timings),
                     error=f"skipped: {reason}",
                 )
@@ -175,6 +182,7 @@ class Orchestrator:
                 info = {
                     "run_id": run_id,
                     "n_labels": run.n_labels,
+                    "awaiting_review": run.awaiting_review,
                     "label_counts": run.label_counts,
                     "labels": q.labels,
                     "featurizer": self.featurizer,
@@ -197,7 +205,8 @@ class Orchestrator:
             q.finish_run(
                 run_id,
                 n_labels=run.n_labels,
-                metrics=_json(run.metrics),
+                # beside the scores: how many items the model could not learn from yet
+                metrics={**_json(run.metrics), "awaiting_review": run.awaiting_review},
                 model_file=str(run.model_file),
                 timings=_json(timings),
                 n_reranked=run.n_reranked,

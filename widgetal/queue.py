@@ -185,6 +185,8 @@ class Queue:
             result = imports.store(
                 conn, self.dialect, rows, labeller=labeller, now=_utcnow(),
                 on_conflict=on_conflict, keep_stored_text=keep_stored_text,
+                overlap=self._overlap(conn),
+                on_disagreement=project.read_setting(conn, "on_disagreement", "review"),
             )
         if self.dialect == "postgresql" and result.added >= _ANALYZE_AFTER:
             with self.db.write() as conn:

@@ -50,7 +50,9 @@ find_items_by_external_id = sa.select(_i.id, _i.external_id, _i.done_at).where(
 
 # What an import needs to know of items it finds already stored: is the text the same, and
 # (with the labels read next) is a label it brings new, the same, or in conflict.
-find_items_for_import = sa.select(_i.id, _i.external_id, _i.text, _i.done_at).where(
+find_items_for_import = sa.select(
+    _i.id, _i.external_id, _i.text, _i.done_at, _i.extra_labels
+).where(
     _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
 )
 
@@ -373,6 +375,13 @@ read_active_label_table = (
 read_decisions = (
     sa.select(reviews.c.item_id, reviews.c.label, reviews.c.reviewer, reviews.c.created_at)
     .where(reviews.c.undone_at.is_(None), reviews.c.label.is_not(None))
+)
+
+# Decisions on some items: an import compares what it brings with their final labels.
+read_decisions_for_items = sa.select(reviews.c.item_id, reviews.c.label).where(
+    reviews.c.item_id.in_(sa.bindparam("item_ids", expanding=True)),
+    reviews.c.undone_at.is_(None),
+    reviews.c.label.is_not(None),
 )
 
 # Every event, for `export --events`: labels (and their undos), skips, reviews (and undos).
