@@ -18,10 +18,12 @@ RUN pip install ".[postgres,transformers,app]"
 COPY orchestrator.py ./
 
 # A non-root user. /app/models is the compose file's bind mount; /cache keeps downloaded
-# transformer weights in a named volume (which inherits this ownership on first use).
+# transformer weights in a named volume (which inherits this ownership and mode on first use),
+# writable by any uid, since the orchestrator runs as WIDGETAL_UID from .env.
 RUN useradd --create-home --uid 1000 widgetal \
     && mkdir -p /app/models /cache \
-    && chown widgetal:widgetal /app/models /cache
+    && chown widgetal:widgetal /app/models /cache \
+    && chmod 1777 /cache
 USER widgetal
 ENV WIDGETAL_MODELS_DIR=/app/models \
     HF_HOME=/cache/huggingface
