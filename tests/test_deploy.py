@@ -1,8 +1,10 @@
 """The team deployment: docker-compose.yml, the Dockerfile, .env.example and the shipped sample.
 
-There is no Docker engine in CI, so the compose file is checked statically (its structure, and
-``docker-compose config`` when Debian's docker-compose is installed), and the command the
-orchestrator container runs is run here, with the compose file's environment, against the real
+CI builds the image and runs the README's compose sequence for real in ``.ci/docker/smoke.sh``
+(run by ``.ci/run`` after these tests). Here, quickly and without a Docker engine: the compose
+file's structure, ``docker-compose config`` when Debian's docker-compose is installed, that the
+smoke script runs the README's commands and its base images are marked CI-only, and the command
+the orchestrator container runs, with the compose file's environment, against the real
 PostgreSQL test server.
 """
 
@@ -26,6 +28,7 @@ from widgetal import Queue
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+SMOKE = ROOT / ".ci" / "docker" / "smoke.sh"
 SAMPLE = ROOT / "widgetal" / "data" / "sample.csv"
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -249,3 +252,56 @@ def test_orchestrator_container_command_trains_a_model_on_postgresql(compose, po
     assert run["model_file"] and Path(run["model_file"]).name == pkl[0].name
     assert run["n_labels"] == 60 and run["n_reranked"] == 340
     q.engine.dispose()
+
+
+# -- the real build and run in CI (.ci/docker/smoke.sh) ---------------------------------------
+
+
+def readme_compose_commands() -> list[str]:
+    """The shell lines of the README's "A labelling team: docker compose" block, comments cut."""
+    section = (ROOT / "README.md").read_text().split("## A labelling team: docker compose")[1]
+    block = section.split("```bash\n")[1].split("```")[0]
+    return [ln.split("  #")[0].strip() for ln in block.splitlines() if ln.strip()]
+
+
+def test_ci_runs_the_smoke_script_after_the_tests():
+    run = (ROOT / ".ci" / "run").read_text()
+    assert "bash .ci/docker/smoke.sh" in run
+    assert run.index("bash .ci/docker/smoke.sh") > run.index("python -m pytest")
+
+
+def test_smoke_script_runs_the_readmes_sequence_in_order():
+    script = SMOKE.read_text()
+    commands = readme_compose_commands()
+    assert commands[0] == "cp .env.example .env" and "docker compose build" in commands
+    position = 0
+    for command in commands:
+        if command.startswith("docker compose logs -f"):
+            continue  # follows the log until Ctrl+C: the script reads the logs its own way
+        # Debian's docker-compose 1.29 stands in for `docker compose`: the script's `dc` function.
+        expected = re.sub(r"^docker compose ", "dc ", command)
+        found = script.find(expected, position)
+        assert found >= 0, f"smoke.sh does not run the README's `{command}` (after the step before)"
+        position = found
+
+
+def test_smoke_script_cleans_up_always_and_fails_loudly():
+    script = SMOKE.read_text()
+    assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
+    assert "trap cleanup EXIT" in script
+    cleanup = script.split("cleanup() {")[1].split("\n}\n")[0]
+    assert "down -v" in cleanup and 'kill "$DOCKERD_PID"' in cleanup and "logs" in cleanup
+    # a copy of the tree under its own project name: never a real deployment's .env or volumes
+    assert "export COMPOSE_PROJECT_NAME=widgetalsmoke" in script
+    assert "WIDGETAL_INTERVAL_SECONDS=" in script  # from .env, so no minute-long wait
+
+
+def test_base_image_stand_ins_are_ci_only_and_never_reach_users():
+    for name in ("python", "postgres", "adminer"):
+        dockerfile = (ROOT / ".ci" / "docker" / name / "Dockerfile").read_text()
+        assert dockerfile.startswith("# CI ONLY"), name
+    assert ".ci" in (ROOT / ".dockerignore").read_text().split()
+    project = (ROOT / "Dockerfile").read_text()
+    assert ".ci" not in project and "ca-certificates" not in project
+    # The CA and the pip index live in the Python stand-in, not in the project's Dockerfile.
+    assert "PIP_EXTRA_INDEX_URL" not in project and "PIP_CERT" not in project
