@@ -11,7 +11,7 @@ import pytest
 from test_cli import run
 
 from widgetal import Queue
-from widgetal.errors import ImportConflict
+from widgetal.errors import ImportConflict, InvalidInput
 
 
 def _csv(tmp_path, text: str, name="in.csv"):
@@ -225,3 +225,9 @@ def test_jsonl_export_lines_are_plain_records(sqlite_url, tmp_path):
     run("export", str(out), db=sqlite_url)
     record = json.loads(out.read_text().splitlines()[0])
     assert {"external_id", "text", "label", "labeller"} <= set(record)
+
+
+def test_a_text_with_a_nul_character_is_refused_with_its_row(queue):
+    with pytest.raises(InvalidInput, match=r"NUL character .* at rows 2"):
+        queue.add(["fine", "bad\x00text"])
+    assert queue.progress().total == 0

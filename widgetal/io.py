@@ -151,6 +151,12 @@ def prepare_rows(
             f"{int(empty.sum())} empty or whitespace-only texts in column '{text}' "
             f"at rows {_rows(empty)}; fix or drop them and import again. Nothing was imported."
         )
+    nul = texts.str.contains("\x00", regex=False)
+    if nul.any():  # PostgreSQL cannot store them; refuse everywhere so a file means one thing
+        raise InvalidInput(
+            f"{int(nul.sum())} texts in column '{text}' contain a NUL character (\\x00) at rows "
+            f"{_rows(nul)}; remove it and import again. Nothing was imported."
+        )
     merged = 0
     if id is not None:
         ids = frame[id].map(_as_text).str.strip()
