@@ -127,3 +127,26 @@ def test_simulate_notebook_reproduces_the_article_in_fast_mode(monkeypatch, twee
     )
     assert text.count("full-data ROC AUC") == 2  # TF-IDF and MiniLM both ran
     assert len(_outputs(nb, "image/png")) >= 2
+
+
+def test_models_notebook_shows_the_agreement_table(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    q = Queue(url, labels=["negative", "positive"])
+    q.configure(overlap=2)
+    q.add([f"a {w} film, number {i}" for i in range(2) for w in GOOD + BAD])
+    for who in ("ana", "bob"):
+        while (item := q.pop(who)) is not None:
+            good = any(w in item.text for w in GOOD)
+            if who == "bob" and "number 0" in item.text and "great" in item.text:
+                good = not good  # one disagreement
+            q.submit(item.item_id, "positive" if good else "negative", who)
+    q.engine.dispose()
+    nb = _run(MODELS_NOTEBOOK, monkeypatch, WIDGETAL_DB_URL=url,
+              WIDGETAL_MODELS_DIR=str(tmp_path / "models"))
+    assert not _errors(nb)
+    shown = " ".join(o.data["text/markdown"] for o in _outputs(nb, "text/markdown"))
+    # 20 texts, two coders, one disagreement: coincidences o_pn = o_np = 1, n_pos = 19,
+    # n_neg = 21, n = 40, so alpha = 1 - (n - 1) * 2 / (2 * 19 * 21) = 1 - 39/399 = 0.902
+    assert "Krippendorff's alpha: **0.902** over 20 texts" in shown
+    tables = " ".join(o.data["text/html"] for o in _outputs(nb, "text/html"))
+    assert "ana" in tables and "bob" in tables and "kappa" in tables
