@@ -397,11 +397,11 @@ class Labeller(widgets.VBox):
         return (self._pending.kind, self._pending.label) if self._pending else None
 
 
-def labeller_from_url(query_string: str | None = None) -> str | None:
-    """The ``labeller`` parameter of the page's URL: Voila passes it to the kernel as
-    ``QUERY_STRING``. None when absent (e.g. in Jupyter)."""
+def labeller_from_url(query_string: str | None = None, param: str = "labeller") -> str | None:
+    """The ``labeller`` parameter (or ``param``, e.g. ``reviewer``) of the page's URL: Voila
+    passes it to the kernel as ``QUERY_STRING``. None when absent (e.g. in Jupyter)."""
     qs = os.environ.get("QUERY_STRING", "") if query_string is None else query_string
-    values = parse_qs(qs.lstrip("?")).get("labeller")
+    values = parse_qs(qs.lstrip("?")).get(param)
     name = values[0].strip() if values else ""
     return name or None
 

@@ -1,0 +1,394 @@
+"""The review app: a reviewer decides, one at a time, the items whose labels disagree.
+
+It shows every label and who gave it, one button per label to decide the final label, Send back
+(one more label wanted) and Undo (takes back the latest decision). Like the labelling widget it
+talks to the queue only (pop_review, review, undo_review, awaiting_review) and never trains;
+buttons and key presses call the same handlers, so the handlers can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+
+from .errors import (
+    DatabaseUnavailable,
+    NotAReviewer,
+    NotAwaitingReview,
+    NothingToUndo,
+    WidgetalError,
+)
+from .widget import (
+    _TEXT_STYLE,
+    MAX_KEYED_LABELS,
+    _key_listener,
+    _message,
+    _meta_html,
+    _note,
+    labeller_from_url,
+)
+
+
+@dataclass
+class _Pending:
+    """A decision the reviewer asked for that the database has not confirmed yet."""
+
+    label: str | None  # None: send the item back for one more label
+    run: Callable[[], Any]
+
+
+class Reviewer(widgets.VBox):
+    """A review app for one reviewer: an item whose labels disagree, who gave which label,
+    one button per label to decide, Send back and Undo.
+
+    Parameters
+    ----------
+    queue : widgetal.Queue
+        Where items awaiting review come from and decisions go.
+    reviewer : str, optional
+        Who is reviewing; must be registered as a reviewer (``widgetal labellers add NAME
+        --reviewer``). If not given, the ``reviewer`` parameter of the page's URL is used
+        (Voila passes it as ``QUERY_STRING``), else the widget asks for a name first.
+    show_meta : bool
+        Show the item's other columns (meta fields) under the text.
+
+    Notes
+    -----
+    Keys: 1-9 decide, ``b`` send back, ``u`` or Backspace undo, captured while the pointer is
+    over the widget (as in :class:`widgetal.widget.Labeller`).
+
+    Examples
+    --------
+    >>> from widgetal import Queue
+    >>> q = Queue("sqlite://", labels=["negative", "positive"])
+    >>> q.configure(overlap=2)
+    >>> _ = q.add_person("rita", reviewer=True)
+    >>> _ = q.add(["odd film"])
+    >>> for who, label in (("ana", "positive"), ("bob", "negative")):
+    ...     q.submit(q.pop(who).item_id, label, who)
+    >>> w = Reviewer(q, reviewer="rita")
+    >>> w.item.labels
+    [('ana', 'positive'), ('bob', 'negative')]
+    >>> w.decide("negative")
+    >>> q.labelled()[["label", "source"]].values.tolist()
+    [['negative', 'review']]
+    """
+
+    def __init__(self, queue: Any, reviewer: str | None = None, show_meta: bool = False):
+        super().__init__(layout=widgets.Layout(max_width="60em", width="100%"))
+        self.add_class("widgetal-reviewer")
+        self.queue = queue
+        self.show_meta = show_meta
+        self.reviewer: str | None = None
+        self.item = None
+        self._pending: _Pending | None = None
+        self._shown_at = time.monotonic()
+
+        self._build()
+        reviewer = reviewer or labeller_from_url(param="reviewer")
+        if reviewer:
+            self.start(reviewer)
+        else:
+            self.children = [self._title, self._name_box]
+
+    # -- the reviewer's actions -------------------------------------------------------------
+
+    def start(self, reviewer: str) -> None:
+        """Begin reviewing as ``reviewer``; someone who is not a reviewer is refused."""
+        reviewer = (reviewer or "").strip()
+        if not reviewer:
+            self._name_message.value = _message("Type your name first: every decision carries it.")
+            return
+        self.reviewer = reviewer
+        self._who.value = _note(f"Reviewing as <b>{html.escape(reviewer)}</b>")
+        self.children = [self._title, self._panel]
+        self._next()  # pop_review checks the role before it hands anything out
+
+    def decide(self, label: str) -> None:
+        """Make ``label`` the final label of the item on screen, then show the next one."""
+        if self.item is None:
+            self._say("There is no item on screen to decide.", error=True)
+            return
+        if label not in self.queue.labels:
+            self._say(f"'{label}' is not one of the labels {self.queue.labels}.", error=True)
+            return
+        self._record(label)
+
+    def send_back(self) -> None:
+        """Ask for one more label on the item on screen instead of deciding it."""
+        if self.item is None:
+            self._say("There is no item on screen to send back.", error=True)
+            return
+        self._record(None)
+
+    def undo(self) -> None:
+        """Take back this reviewer's latest decision (or send-back) and show that item again."""
+        if self.reviewer is None:
+            return
+        if self._pending is not None and not self._flush():
+            return  # the unsaved decision stays on screen with its message
+        try:
+            item = self.queue.undo_review(self.reviewer)
+        except NothingToUndo as exc:
+            self._say(f"Nothing to undo: {exc}")
+            return
+        except NotAReviewer as exc:
+            self._refuse(exc)
+            return
+        except DatabaseUnavailable as exc:
+            self._say(f"Could not undo: {exc} Try again.", error=True)
+            return
+        self._show(item)
+        self._say("Undone: your decision was taken back. Decide this item again.")
+
+    def retry(self) -> None:
+        """Try again whatever the database refused: an unsaved decision, or the next item."""
+        if self._pending is not None:
+            self._flush()
+        elif self.reviewer is not None:
+            self._next()
+
+    def handle_key(self, event: dict) -> None:
+        """Map a keydown event (as ipyevents sends it) to an action: 1-9, b, u, Backspace."""
+        if event.get("type", "keydown") != "keydown" or event.get("repeat"):
+            return  # a held key must not decide a run of items
+        if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+            return
+        if self.reviewer is None:
+            return
+        key = event.get("key", "")
+        labels = self.queue.labels
+        if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
+            self.decide(labels[int(key) - 1])
+        elif key in ("b", "B"):
+            self.send_back()
+        elif key in ("u", "U", "Backspace"):
+            self.undo()
+
+    # -- what happens between actions -------------------------------------------------------
+
+    def _record(self, label: str | None) -> None:
+        item_id, reviewer = self.item.item_id, self.reviewer
+        seconds = round(time.monotonic() - self._shown_at, 3)
+        # A new choice for the same item replaces one the database has not confirmed yet.
+        self._pending = _Pending(
+            label, lambda: self.queue.review(item_id, label, reviewer, seconds=seconds)
+        )
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Send the pending decision; True when the database took it (or it became moot)."""
+        pending = self._pending
+        try:
+            pending.run()
+        except NotAwaitingReview:
+            self._pending = None
+            self._next(
+                notice="That item no longer awaits review (another reviewer decided it, or a "
+                "labeller took a label back), so your decision was not recorded. Here is the "
+                "next one."
+            )
+            return True
+        except NotAReviewer as exc:
+            self._pending = None
+            self._refuse(exc)
+            return False
+        except DatabaseUnavailable as exc:
+            what = ("your send-back" if pending.label is None
+                    else f"your decision '{pending.label}'")
+            self._say(
+                f"Not saved yet: {exc} {what.capitalize()} for this item is kept: press Retry, "
+                "or press a button again, once the database is back.",
+                error=True,
+                retry=True,
+            )
+            return False
+        except WidgetalError as exc:
+            self._pending = None
+            self._say(str(exc), error=True)
+            return False
+        self._pending = None
+        self._next()
+        return True
+
+    def _next(self, notice: str | None = None) -> None:
+        try:
+            item = self.queue.pop_review(self.reviewer)
+        except NotAReviewer as exc:
+            self._refuse(exc)
+            return
+        except DatabaseUnavailable as exc:
+            self.item = None
+            self._clear()
+            self._say(f"Cannot fetch the next item: {exc} Press Retry.", error=True, retry=True)
+            self._enable(False)
+            return
+        self._show(item)
+        if notice:
+            self._say(notice, error=True)
+
+    def _refuse(self, exc: NotAReviewer) -> None:
+        """Not a registered reviewer: say so, show nothing to decide, keep no name."""
+        self.reviewer = None
+        self.item = None
+        self._refusal.value = _message(
+            f"You cannot review here. {exc} To label texts instead, open the page with "
+            "?labeller=YOUR_NAME.",
+            error=True,
+        )
+        self.children = [self._title, self._refusal]
+
+    def _show(self, item) -> None:
+        self.item = item
+        self._shown_at = time.monotonic()
+        waiting = self._refresh_count(item is not None)
+        if item is None:
+            left = f" ({waiting} held by other reviewers.)" if waiting else ""
+            self._clear()
+            self._say(f"Nothing to review: no item is waiting for you.{left} Disagreements "
+                      "arrive as labellers finish items; press Check again later.",
+                      retry=True, retry_text="Check again")
+            self._enable(False)
+            return
+        self._set_text(item.text)
+        self._given.value = _labels_html(item.labels, self.queue.labels)
+        self._meta.value = _meta_html(item.meta) if self.show_meta else ""
+        self._say("")
+        self._enable(True)
+
+    def _refresh_count(self, on_screen: bool) -> int | None:
+        try:
+            waiting = self.queue.awaiting_review()
+        except DatabaseUnavailable:
+            return None  # the count goes stale; the next click refreshes it
+        this = " (the one on screen included)" if on_screen and waiting else ""
+        self._count.value = f"<b>{waiting}</b> awaiting review{this}"
+        return waiting
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        instructions = self.queue.instructions
+        self._title = widgets.HTML(
+            "<h3 style='margin: 0.2em 0'>Review disagreements</h3>"
+            + (_note(html.escape(instructions)) if instructions else "")
+        )
+        self._name = widgets.Text(placeholder="Your name", continuous_update=False)
+        self._name.add_class("widgetal-name")
+        start = widgets.Button(description="Start", button_style="primary")
+        start.add_class("widgetal-start")
+        start.on_click(lambda _b: self.start(self._name.value))
+        self._name_message = widgets.HTML()
+        self._name_box = widgets.VBox(
+            [widgets.HTML("Who is reviewing? Your name is stored with every decision."),
+             widgets.HBox([self._name, start]), self._name_message]
+        )
+        self._refusal = widgets.HTML()
+        self._refusal.add_class("widgetal-refusal")
+
+        self._who = widgets.HTML()
+        self._count = widgets.HTML()
+        self._count.add_class("widgetal-awaiting")
+        self._text = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._text.add_class("widgetal-text")
+        self._given = widgets.HTML()
+        self._given.add_class("widgetal-given")
+        self._meta = widgets.HTML()
+        self._label_buttons = []
+        for i, label in enumerate(self.queue.labels):
+            key = f" ({i + 1})" if i < MAX_KEYED_LABELS else ""
+            b = widgets.Button(description=f"{label}{key}", tooltip=f"Final label: {label}{key}",
+                               button_style="primary",
+                               layout=widgets.Layout(width="auto", min_width="8em"))
+            b.add_class(f"widgetal-label-{i + 1}")
+            b.on_click(lambda _b, label=label: self.decide(label))
+            self._label_buttons.append(b)
+        self._send_back = widgets.Button(description="Send back (b)", icon="reply",
+                                         tooltip="Ask for one more label instead of deciding")
+        self._send_back.add_class("widgetal-send-back")
+        self._send_back.on_click(lambda _b: self.send_back())
+        self._undo = widgets.Button(description="Undo (u / ⌫)", icon="undo")
+        self._undo.add_class("widgetal-undo")
+        self._undo.on_click(lambda _b: self.undo())
+        self._retry = widgets.Button(description="Retry", button_style="warning",
+                                     layout=widgets.Layout(display="none"))
+        self._retry.add_class("widgetal-retry")
+        self._retry.on_click(lambda _b: self.retry())
+        self._message = widgets.HTML()
+        self._message.add_class("widgetal-message")
+        help_line = _note(
+            f"Keys: 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} decide · b send back · "
+            "u or Backspace undo (while the pointer is over this panel)"
+        )
+        self._panel = widgets.VBox(
+            [
+                widgets.VBox([self._who, self._count]),
+                self._text,
+                self._given,
+                self._meta,
+                widgets.HBox(
+                    [*self._label_buttons, self._send_back, self._undo, self._retry],
+                    layout=widgets.Layout(flex_flow="row wrap"),
+                ),
+                self._message,
+                widgets.HTML(help_line),
+            ]
+        )
+        self._panel.add_class("widgetal-panel")
+        self._panel.layout.padding = "4px 8px"
+        self._keys = _key_listener(self._panel, self.handle_key)
+
+    def _set_text(self, text: str) -> None:
+        # Texts are untrusted: escaped, never rendered as HTML.
+        self._text.value = f"<div style='{_TEXT_STYLE}'>{html.escape(text)}</div>"
+
+    def _clear(self) -> None:
+        self._set_text("")
+        self._given.value = self._meta.value = ""
+
+    def _say(self, text: str, error: bool = False, retry: bool = False,
+             retry_text: str = "Retry") -> None:
+        self._message.value = _message(text, error) if text else ""
+        self._retry.description = retry_text
+        self._retry.layout.display = None if retry else "none"
+
+    def _enable(self, on: bool) -> None:
+        for b in (*self._label_buttons, self._send_back):
+            b.disabled = not on
+
+    @property
+    def message(self) -> str:
+        """The message line's plain text (what the reviewer is being told)."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self._message.value))
+
+    @property
+    def pending(self) -> tuple[str, str | None] | None:
+        """``("decide", label)`` or ``("send back", None)`` not yet taken by the database."""
+        if self._pending is None:
+            return None
+        return ("send back", None) if self._pending.label is None else (
+            "decide", self._pending.label)
+
+
+def _labels_html(given: list[tuple[str, str]], label_set: list[str]) -> str:
+    """Who gave which label, one line per label (label-set order); names and labels escaped."""
+    by_label: dict[str, list[str]] = {}
+    for labeller, label in given:
+        by_label.setdefault(label, []).append(labeller)
+    order = [x for x in label_set if x in by_label] + [x for x in by_label if x not in label_set]
+    rows = "".join(
+        f"<div><b>{html.escape(label)}</b> ({len(by_label[label])}): "
+        f"{html.escape(', '.join(by_label[label]))}</div>"
+        for label in order
+    )
+    return (f"<div style='margin: 0.4em 0'>{_note(f'{len(given)} labels given:')}"
+            f"{rows}</div>")
+
+
+__all__ = ["Reviewer"]
