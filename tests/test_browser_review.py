@@ -132,8 +132,8 @@ def test_reviewer_resolves_disagreements_in_the_page_and_the_model_trains_on_the
     run, sidecar = _orchestrate_once(url, models_dir)  # before review: disagreements left out
     assert run["n_labels"] == sidecar["n_labels"] == len(SEEDS) + 1
     assert sidecar["label_counts"] == {"negative": 6, "positive": 7}
-    if "awaiting_review" in sidecar:  # the run and the sidecar say what was left out
-        assert sidecar["awaiting_review"] == run["metrics"]["awaiting_review"] == 3
+    # The run and the sidecar say how many items were left out, awaiting review.
+    assert sidecar["awaiting_review"] == run["metrics"]["awaiting_review"] == 3
 
     # The reviewer resolves them in the review page: a click, a key, an undo and a redo.
     rita = _open(browser, base, "reviewer=rita")
@@ -182,5 +182,4 @@ def test_reviewer_resolves_disagreements_in_the_page_and_the_model_trains_on_the
     assert run["n_labels"] == sidecar["n_labels"] == len(SEEDS) + 4
     assert sidecar["label_counts"] == expected == {"negative": 8, "positive": 8}
     # Neither labeller's labels alone give these counts: ana's would be 6/10, bob's 9/7.
-    if "awaiting_review" in sidecar:
-        assert sidecar["awaiting_review"] == run["metrics"]["awaiting_review"] == 0
+    assert sidecar["awaiting_review"] == run["metrics"]["awaiting_review"] == 0
