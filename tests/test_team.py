@@ -314,3 +314,14 @@ def test_imported_labels_are_one_of_k_and_reimporting_the_export_adds_nothing(db
         q.add(changed, id="id", label="label")
     replaced = q.add(changed, id="id", label="label", on_conflict="replace")
     assert replaced.conflicts_replaced and q.awaiting_review() == 1  # now ana and bob disagree
+
+
+def test_a_stale_idea_of_k_in_another_process_cannot_complete_an_item_early(db_url):
+    app = Queue(db_url, labels=LABELS)  # a labeller's app, which read K = 1
+    app.add(["a", "b"])
+    held = app.pop("ana")
+    admin = Queue(db_url)
+    admin.configure(overlap=2)  # the team lead raises K while ana's page is open
+    app.submit(held.item_id, "positive", "ana")
+    assert admin.progress().done == 0 and admin.labelled().empty  # one label of two
+    assert admin.pop("bob").item_id == held.item_id

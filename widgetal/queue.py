@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,7 @@ from .schema import create_or_check
 DEFAULT_URL = "sqlite:///widgetal.db"
 _ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
+_OVERLAP_TTL_S = 2.0  # how stale the hand-out's idea of K may be after `init --overlap`
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Queue:
         self.url = self.db.url
         self.engine = self.db.engine
         self.lease_seconds = lease_seconds
+        self._overlap_value, self._overlap_read_at = 1, float("-inf")
         with self.db.write() as conn:
             create_or_check(conn)
             if labels is None:
@@ -185,7 +188,7 @@ class Queue:
             result = imports.store(
                 conn, self.dialect, rows, labeller=labeller, now=_utcnow(),
                 on_conflict=on_conflict, keep_stored_text=keep_stored_text,
-                overlap=self._overlap(conn),
+                overlap=self._overlap(conn, fresh=True),
                 on_disagreement=project.read_setting(conn, "on_disagreement", "review"),
             )
         if self.dialect == "postgresql" and result.added >= _ANALYZE_AFTER:
@@ -263,7 +266,8 @@ class Queue:
                     item_id, label, labeller, seconds, now, won.served_priority,
                     won.served_ranked_by))
                 return
-        self._record_label_locked(conn, item_id, label, labeller, seconds, now, overlap)
+        self._record_label_locked(conn, item_id, label, labeller, seconds, now,
+                                  self._overlap(conn, fresh=True))
 
     def _record_label_locked(
         self, conn: sa.Connection, item_id: int, label: str, labeller: str,
@@ -302,9 +306,15 @@ class Queue:
             })
             conn.execute(sql.delete_item_leases, {"item_id": item_id})
 
-    def _overlap(self, conn: sa.Connection) -> int:
-        # Read in the caller's transaction: `widgetal init --overlap` may change it any time.
-        return int(project.read_setting(conn, "overlap", 1))
+    def _overlap(self, conn: sa.Connection, fresh: bool = False) -> int:
+        """K, re-read at most every few seconds on the hot path (a PostgreSQL round trip per
+        click otherwise). A stale K=1 cannot complete an item wrongly: ``mark_item_done``
+        checks the stored K itself, and the locked path reads it ``fresh``."""
+        now = time.monotonic()
+        if fresh or now - self._overlap_read_at > _OVERLAP_TTL_S:
+            self._overlap_value = int(project.read_setting(conn, "overlap", 1))
+            self._overlap_read_at = now
+        return self._overlap_value
 
     def _lease_next(self, conn: sa.Connection, labeller: str, now: datetime) -> Item | None:
         params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
@@ -367,7 +377,7 @@ class Queue:
                     f"Item {item_id} was already decided by reviewer {decided.reviewer}, so "
                     "your label stays; ask them to undo the decision first."
                 )
-            overlap = self._overlap(conn)
+            overlap = self._overlap(conn, fresh=True)
             held = conn.execute(sql.find_own_lease, {"labeller": labeller, "now": now}).scalar()
             if held is not None and held != item_id:
                 conn.execute(sql.release_lease, {"item_id": held, "labeller": labeller})
@@ -387,7 +397,7 @@ class Queue:
     def overlap(self) -> int:
         """K: how many distinct labellers label each item (1: one label per item)."""
         with self.db.read() as conn:
-            return self._overlap(conn)
+            return self._overlap(conn, fresh=True)
 
     @property
     def on_disagreement(self) -> str:
@@ -406,6 +416,7 @@ class Queue:
                 project.write_setting(conn, "overlap", overlap)
             if on_disagreement is not None:
                 project.write_setting(conn, "on_disagreement", on_disagreement)
+        self._overlap_read_at = float("-inf")  # this process sees the change at once
 
     def add_person(self, name: str, reviewer: bool = False) -> project.Person:
         """Register a labeller (or a reviewer, who may also label)."""
@@ -456,7 +467,7 @@ class Queue:
         with self.db.write() as conn:
             project.check_reviewer(conn, reviewer)
             lease = timedelta(seconds=self.lease_seconds)
-            return review.undo(conn, reviewer, now, lease, self._overlap(conn))
+            return review.undo(conn, reviewer, now, lease, self._overlap(conn, fresh=True))
 
     def review_item(self, item_id: int) -> review.ReviewItem:
         """An item with every active label and who gave it."""

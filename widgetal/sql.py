@@ -109,8 +109,13 @@ _not_labelled_by_labeller = ~sa.exists().where(
 def _next_free_item(skip_locked: bool) -> sa.Select:
     return (
         sa.select(_i.id)
-        .where(_i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller,
-               _not_labelled_by_labeller)
+        .where(
+            _i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller,
+            # only an item a reviewer sent back can hold this labeller's label: the OR keeps
+            # the probe off the path of every other item (an anti-join over all of the
+            # labeller's labels made each pop grow with their count)
+            sa.or_(_i.extra_labels == 0, _not_labelled_by_labeller),
+        )
         .order_by(_i.priority.desc(), _i.id)
         .limit(1)
         .with_for_update(skip_locked=skip_locked)
@@ -167,9 +172,15 @@ find_skip = sa.select(skips.c.item_id).where(
 # Overlap 1: mark an item done if nobody did first; no row back means someone else's label won
 # (or the item wants more than one label: a reviewer sent it back, see record_label_locked).
 # RETURNING gives what the labeller was served, for the label's provenance.
+_overlap_is_one = ~sa.exists().where(
+    settings.c.key == "overlap", sa.cast(settings.c.value, sa.Text) != "1"
+)
 mark_item_done = (
     items.update()
-    .where(_i.id == sa.bindparam("item_id"), _i.done_at.is_(None), _i.extra_labels == 0)
+    .where(
+        _i.id == sa.bindparam("item_id"), _i.done_at.is_(None), _i.extra_labels == 0,
+        _overlap_is_one,  # the caller's idea of K may be seconds old; the database's is not
+    )
     .values(done_at=_now, leased_by=None, lease_expires_at=None)
     .returning(_i.id, _i.served_priority, _i.served_ranked_by, _i.leased_by)
 )
