@@ -138,12 +138,36 @@ def _after(page, action) -> str:
     return _shown(page)
 
 
+def _pointer_away(page) -> None:
+    """Put the pointer in the page's far corner, off every app: keys must work from there."""
+    size = page.viewport_size
+    x, y = size["width"] - 3, size["height"] - 3
+    page.mouse.move(x, y)
+    assert page.evaluate(
+        "([x, y]) => { const e = document.elementFromPoint(x, y);"
+        " return !e || !e.closest('.widgetal-app') }", [x, y]
+    ), "the pointer is still over the app"
+
+
 def _key(page, key: str):
     def press():
-        page.hover(".widgetal-panel")  # ipyevents listens while the pointer is over the panel
+        _pointer_away(page)
         page.keyboard.press(key)
 
     return press
+
+
+def _kernel_alive(kernel_id: str) -> bool:
+    """Whether a kernel process with this id runs (its connection file is kernel-ID.json)."""
+    needle = f"kernel-{kernel_id}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _click(page, selector: str):
@@ -185,6 +209,8 @@ def test_label_by_clicks_and_keys_with_undo_and_skip(app, browser):
     assert first == HOSTILE  # shown as text, not run or rendered
     assert page.evaluate("window.__pwned") is None
 
+    cue = page.wait_for_selector(".widgetal-keys.widgetal-keys-live")  # keys are live
+    assert "keys live" in cue.inner_text() and "s skip" in cue.inner_text()
     second = _after(page, _click(page, ".widgetal-label-1"))  # first  -> negative (click)
     third = _after(page, _key(page, "2"))  # second -> positive (key)
     fourth = _after(page, _click(page, ".widgetal-skip"))  # third skipped
@@ -192,13 +218,14 @@ def test_label_by_clicks_and_keys_with_undo_and_skip(app, browser):
     assert _after(page, _key(page, "Backspace")) == fourth  # undo: fourth is back
     assert _after(page, _click(page, ".widgetal-label-2")) == fifth  # fourth -> positive
     assert _after(page, _key(page, "u")) == fourth  # undo again
-    assert _after(page, _click(page, ".widgetal-undo")) == second  # and the one before (third
-    assert _after(page, _key(page, "1")) == fourth  # was skipped): second -> negative now
+    assert _after(page, _click(page, ".widgetal-undo")) == third  # and the skip before it
+    assert _after(page, _key(page, "1")) == fourth  # the skipped text is back: third -> negative
     assert _after(page, _key(page, "s")) == fifth  # fourth skipped
 
-    assert _db(q) == [(first, "negative", "ana"), (second, "negative", "ana")]
-    assert third not in {first, second, fourth, fifth}  # skipped, never shown again
-    assert "you: 2" in page.inner_text(".widgetal-panel")
+    assert _db(q) == [(first, "negative", "ana"), (second, "positive", "ana"),
+                      (third, "negative", "ana")]
+    assert len({first, second, third, fourth, fifth}) == 5
+    assert "you: 3" in page.inner_text(".widgetal-panel")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "labeller.png"))
 
@@ -208,9 +235,52 @@ def test_label_by_clicks_and_keys_with_undo_and_skip(app, browser):
     p50, worst = statistics.median(latencies), max(latencies)
     print(f"\nclick -> next text through Voila: p50 {p50:.0f} ms, max {worst:.0f} ms "
           f"over {len(latencies)} clicks (target: p50 <= 100 ms)")
-    assert len(_db(q)) == 22
+    assert len(_db(q)) == 23
     assert p50 < 1000, "far slower than the 100 ms target: something is wrong"
     assert "Culling kernels with idle durations > 900 seconds" in log.read_text()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
+def test_the_page_loads_nothing_from_outside_and_closing_it_stops_its_kernel(app, browser):
+    q, base, log = app
+    host = base.rstrip("/")
+    requests: list[str] = []
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.on("request", lambda r: requests.append(r.url))
+    page = context.new_page()
+    page.set_default_timeout(STEP_MS)
+    page.goto(f"{base}?labeller=ana", timeout=LOAD_MS)
+    page.wait_for_function(
+        "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
+        arg=TEXT, timeout=LOAD_MS,
+    )
+    # The Skip and Undo icons draw with Font Awesome, served by Voila itself.
+    assert page.evaluate(
+        """() => document.fonts.load('900 14px "Font Awesome 5 Free"', '\\uf04e')
+                 .then((faces) => faces.length > 0)"""
+    ), "the icon font did not load"
+    family = page.evaluate("getComputedStyle(document.querySelector('.widgetal-skip i'))"
+                           ".fontFamily")
+    assert "Font Awesome" in family
+    page.wait_for_timeout(1000)  # anything late (fonts, lazy chunks) is recorded too
+    outside = [u for u in requests
+               if not (u.startswith(host + "/") or u.startswith(("data:", "blob:")))]
+    assert requests and not outside, f"requests that leave the server: {outside}"
+
+    kernel_id = page.evaluate(
+        "JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId"
+    )
+    assert kernel_id and _kernel_alive(kernel_id)
+    page.close(run_before_unload=True)  # as closing the tab: Voila's page asks for a shutdown
+    deadline = time.monotonic() + 10
+    while _kernel_alive(kernel_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _kernel_alive(kernel_id), "the closed page's kernel still runs 10 s later"
+    context.close()
+    assert "_xsrf' argument missing" not in log.read_text()
+    assert f"Kernel shutdown: {kernel_id}" in log.read_text()
 
 
 @pytest.mark.browser
@@ -272,12 +342,26 @@ def test_keys_work_in_jupyterlab_without_triggering_its_shortcuts(tmp_path, brow
                 arg=TEXT,
             )
             assert _shown(page) == "lab one"
-            assert _after(page, _key(page, "2")) == "lab two"
+            page.wait_for_selector(".widgetal-keys.widgetal-keys-live")
+            assert _after(page, _key(page, "2")) == "lab two"  # pointer off the widget
             assert _after(page, _key(page, "Backspace")) == "lab one"
             assert _after(page, _key(page, "1")) == "lab two"
             # JupyterLab's own command-mode keys (1 = heading, ...) did not fire.
             assert page.locator(".jp-MarkdownCell").count() == 0
-        assert _db(q) == [("lab one", "negative", "jo")]
+
+            # Typing in a cell editor labels nothing: the keys are the editor's.
+            editor = page.locator(".jp-Notebook .jp-CodeCell .cm-content").first
+            editor.click()
+            page.keyboard.press("End")
+            page.keyboard.type(" # 1 2 s u")
+            page.keyboard.press("Backspace")
+            page.wait_for_timeout(1500)  # time for a wrongly sent key to reach the kernel
+            assert "# 1 2 s " in editor.inner_text()
+            assert _shown(page) == "lab two" and len(_db(q)) == 1
+            page.keyboard.press("Escape")  # command mode: the keys are the widget's again
+            assert _after(page, _key(page, "2")) == "lab three"
+            assert page.locator(".jp-MarkdownCell").count() == 0
+        assert _db(q) == [("lab one", "negative", "jo"), ("lab two", "positive", "jo")]
     finally:
         q.engine.dispose()
 
@@ -315,3 +399,25 @@ def test_serve_refuses_a_database_without_a_label_set(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "no label set yet" in out.stderr and "widgetal init" in out.stderr
+
+
+def test_voila_serves_widgetals_template_and_sets_the_xsrf_cookie_before_the_kernel(tmp_path):
+    from widgetal.serve import SHARE, kernel_environment, set_xsrf_cookie, voila_command
+
+    cmd = voila_command()
+    assert "--template=widgetal" in cmd
+    assert (SHARE / "voila" / "templates" / "widgetal" / "index.html.j2").exists()
+    assert f"--Voila.config_file_paths={SHARE / 'config'}" in cmd
+    assert "set_xsrf_cookie" in (SHARE / "config" / "voila.py").read_text()
+    assert kernel_environment("sqlite://")["JUPYTER_PATH"].split(os.pathsep)[0] == str(SHARE)
+
+    class Handler:  # tornado sets the _xsrf cookie when the token is first asked for
+        asked = 0
+
+        @property
+        def xsrf_token(self):
+            Handler.asked += 1
+            return b"2|token"
+
+    assert set_xsrf_cookie(Handler(), notebook={"cells": []}, cwd=str(tmp_path)) is None
+    assert Handler.asked == 1

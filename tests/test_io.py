@@ -123,3 +123,21 @@ def test_labels_from_file_need_a_label_set(db_url, tmp_path):
     with pytest.raises(NotInitialised):
         q.add(_csv(tmp_path, "text,label\na,positive\n"), label="label")
     assert q.progress().total == 0
+
+
+def test_a_cp1252_file_is_named_with_its_real_offset_line_and_likely_encoding(queue, tmp_path):
+    # Windows files: curly quotes and dashes are bytes 0x91-0x97, control characters in latin-1.
+    lines = [f"plain line {i}" for i in range(3000)]
+    lines += ["She said “great film” – and I agree", "It’s dull; the café scene aside"]
+    path = tmp_path / "windows.csv"
+    path.write_bytes(("text\n" + "\n".join(lines) + "\n").encode("cp1252"))
+    offset = path.read_bytes().index(b"\x93")  # far beyond pandas' first read buffer
+    with pytest.raises(InvalidInput) as err:
+        queue.add(path)
+    message = str(err.value)
+    assert f"not valid utf-8 at byte {offset} (line 3002, column 10" in message
+    assert "try --encoding cp1252" in message and "latin-1" not in message
+    assert "“great film”" in message  # the line as the suggested encoding reads it
+    assert queue.progress().total == 0
+    queue.add(path, encoding="cp1252")
+    assert queue.items([3001])[0].text == "She said “great film” – and I agree"

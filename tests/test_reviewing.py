@@ -146,6 +146,16 @@ def test_b_key_sends_back(team):
     assert w.item is None and team.pop("cy").item_id == item_id
 
 
+def test_the_page_wide_key_listener_drives_the_reviewer(team):
+    (item_id,) = _disagree(team, ["odd film"])
+    w = Reviewer(team, reviewer="rita")
+    assert w._keys in w._panel.children and "widgetal-app" in w._dom_classes
+    assert w._keys.shortcuts == ["1", "2", "b", "B", "u", "U", "Backspace"]
+    assert "b send back" in w._keys.hint
+    w._keys.press("B")  # as the page sends it
+    assert w.item is None and team.pop("cy").item_id == item_id
+
+
 def test_undo_takes_back_the_last_decision_and_shows_that_item_again(team):
     _disagree(team, ["odd film", "strange film"])
     w = Reviewer(team, reviewer="rita")

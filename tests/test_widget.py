@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from widgetal.errors import DatabaseUnavailable
 from widgetal.widget import Labeller, labeller_from_url
 
@@ -102,6 +100,19 @@ def test_keys_label_skip_and_undo(queue):
     w.handle_key(_key("1"))
     assert _labels(queue) == [("a", "negative", "ana"), ("c", "negative", "ana")]
     assert w.item.text == "d"
+
+
+def test_the_page_wide_key_listener_drives_the_labeller(queue):
+    queue.add(["a", "b", "c"])
+    w = Labeller(queue, labeller="ana")
+    assert w._keys in w._panel.children  # its cue shows the keys are live
+    assert w._keys.shortcuts == ["1", "2", "s", "S", "u", "U", "Backspace"]
+    assert "1–2 label" in w._keys.hint and "s skip" in w._keys.hint
+    assert "widgetal-app" in w._dom_classes
+    w._keys.press("2")  # as the page sends it
+    w._keys.press("S")
+    assert _labels(queue) == [("a", "positive", "ana")]
+    assert w.item.text == "c"
 
 
 def test_held_keys_modifiers_and_unmapped_keys_do_nothing(queue):
@@ -255,25 +266,31 @@ def test_meta_fields_are_optional_and_escaped(queue):
     assert "&lt;i&gt;web&lt;/i&gt;" in shown and "<i>" not in shown
 
 
-def test_model_guess_is_off_by_default_and_shows_the_latest_model(queue, tmp_path):
-    pytest.importorskip("sklearn")
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+def test_the_guess_is_off_by_default_and_comes_from_the_queue_escaped(
+    db_url, tmp_path, monkeypatch
+):
+    """The guess the orchestrator published with the popped item, never a model file: there is
+    no models folder, and loading a model would fail the test."""
+    from widgetal import Queue, models
 
-    from widgetal import models
+    def no_model_files(*args, **kwargs):
+        raise AssertionError("the widget opened a model file")
 
-    queue.add(["awful awful film"])
-    assert Labeller(queue, labeller="ana", models_dir=str(tmp_path))._guess.value == ""
-    w = Labeller(queue, labeller="ana", show_guess=True, models_dir=str(tmp_path))
-    assert "no model yet" in w._guess.value
-    texts = ["awful", "awful bad", "great", "great good"]
-    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression())
-    pipe.fit(texts, ["negative", "negative", "positive", "positive"])
-    models.save_model(pipe, tmp_path, {"f1_macro": 1.0}, {"n_labels": 4})
-    w = Labeller(queue, labeller="ana", show_guess=True, models_dir=str(tmp_path))
-    assert "Model&#x27;s guess" in w._guess.value or "Model's guess" in w._guess.value
-    assert "<b>negative</b>" in w._guess.value
+    monkeypatch.setattr(models, "load_latest", no_model_files)
+    monkeypatch.chdir(tmp_path)  # no ./models here
+    monkeypatch.delenv("WIDGETAL_MODELS_DIR", raising=False)
+    q = Queue(db_url, labels=["<i>bad</i>", "good"])
+    q.add(["awful awful film"])
+    assert Labeller(q, labeller="ana")._guess.value == ""
+    w = Labeller(q, labeller="ana", show_guess=True)
+    assert "none yet" in w._guess.value  # no run has ranked it
+    q.reorder([w.item.item_id], [0.5], ranked_by=7, guesses=(["<i>bad</i>"], [0.875]))
+    w = Labeller(q, labeller="ana", show_guess=True)  # a reloaded page: the same text
+    assert w.item.guess_label == "<i>bad</i>" and w.item.guess_proba == 0.875
+    assert "<b>&lt;i&gt;bad&lt;/i&gt;</b> (88%)" in w._guess.value
+    assert "<i>" not in w._guess.value
+    assert not (tmp_path / "models").exists()
+    q.engine.dispose()
 
 
 def test_more_than_nine_labels_get_buttons_but_only_nine_keys(sqlite_url):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import charset_normalizer
 import pandas as pd
 
 from .errors import InvalidInput
@@ -88,6 +90,41 @@ def detect_columns(
     )
 
 
+def _decode_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """Where the file stops being ``encoding`` (pandas reports an offset within its read
+    buffer, not the file) and which encoding it more likely is, by charset-normalizer."""
+    raw = gzip.open(path).read() if path.suffix.lower() == ".gz" else path.read_bytes()
+    try:
+        raw.decode(encoding)
+        start, reason = exc.start, exc.reason  # cannot happen: fall back to pandas' account
+        where = f"near byte {start}"
+    except UnicodeDecodeError as err:
+        start, reason = err.start, err.reason
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        where = f"at byte {start} (line {line}, column {column}: {raw[start:start + 4]!r})"
+    guess = _likely_encoding(raw[max(0, start - 65536):start + 65536])  # where it shows
+    if guess is None:
+        hint = "Name the file's encoding with --encoding (e.g. cp1252 for Windows files)."
+    else:
+        begin, end = raw.rfind(b"\n", 0, start) + 1, raw.find(b"\n", start)
+        line_text = raw[begin:end if end >= 0 else len(raw)].decode(guess, errors="replace")
+        hint = (f"It looks like {guess}, which reads that line as {line_text.strip()[:80]!r}: "
+                f"try --encoding {guess}.")
+    return f"{path} is not valid {encoding} {where}: {reason}. {hint}"
+
+
+def _likely_encoding(sample: bytes) -> str | None:
+    """charset-normalizer's pick for ``sample``; cp1252 when it fits about as well, since
+    short texts cannot tell the Windows code pages apart and cp1252 is the common one."""
+    results = charset_normalizer.from_bytes(sample)
+    best = results.best()
+    if best is None:
+        return None
+    close = {m.encoding for m in results if m.chaos <= best.chaos + 0.1}
+    return "cp1252" if "cp1252" in close | set(best.could_be_from_charset) else best.encoding
+
+
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a CSV, JSONL or Parquet file (chosen by extension) into a DataFrame of strings.
 
@@ -109,10 +146,7 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
     except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{path} is not valid {encoding} (byte {exc.start}: {exc.reason}). "
-            "Name the file's encoding, e.g. --encoding latin-1."
-        ) from exc
+        raise InvalidInput(_decode_error(path, encoding, exc)) from exc
     except LookupError as exc:
         raise InvalidInput(f"Unknown encoding '{encoding}': {exc}") from exc
     except (pd.errors.ParserError, ValueError, OSError) as exc:

@@ -24,10 +24,10 @@ from .errors import (
     NothingToUndo,
     WidgetalError,
 )
+from .keys import APP_CLASS, KeyListener, app_keys
 from .widget import (
     _TEXT_STYLE,
     MAX_KEYED_LABELS,
-    _key_listener,
     _message,
     _meta_html,
     _note,
@@ -83,6 +83,7 @@ class Reviewer(widgets.VBox):
     def __init__(self, queue: Any, reviewer: str | None = None, show_meta: bool = False):
         super().__init__(layout=widgets.Layout(max_width="60em", width="100%"))
         self.add_class("widgetal-reviewer")
+        self.add_class(APP_CLASS)  # a click inside makes this app's keys live
         self.queue = queue
         self.show_meta = show_meta
         self.reviewer: str | None = None
@@ -155,7 +156,7 @@ class Reviewer(widgets.VBox):
             self._next()
 
     def handle_key(self, event: dict) -> None:
-        """Map a keydown event (as ipyevents sends it) to an action: 1-9, b, u, Backspace."""
+        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, b, u, Backspace."""
         if event.get("type", "keydown") != "keydown" or event.get("repeat"):
             return  # a held key must not decide a run of items
         if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
@@ -322,9 +323,11 @@ class Reviewer(widgets.VBox):
         self._retry.on_click(lambda _b: self.retry())
         self._message = widgets.HTML()
         self._message.add_class("widgetal-message")
-        help_line = _note(
-            f"Keys: 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} decide · b send back · "
-            "u or Backspace undo (while the pointer is over this panel)"
+        self._keys = KeyListener(
+            app_keys(len(self.queue.labels), MAX_KEYED_LABELS, "b", "u", "Backspace"),
+            self.handle_key,
+            hint=f"1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} decide · b send back · "
+            "u or Backspace undo",
         )
         self._panel = widgets.VBox(
             [
@@ -337,12 +340,11 @@ class Reviewer(widgets.VBox):
                     layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 self._message,
-                widgets.HTML(help_line),
+                self._keys,  # the cue: keys live wherever the pointer is
             ]
         )
         self._panel.add_class("widgetal-panel")
         self._panel.layout.padding = "4px 8px"
-        self._keys = _key_listener(self._panel, self.handle_key)
 
     def _set_text(self, text: str) -> None:
         # Texts are untrusted: escaped, never rendered as HTML.

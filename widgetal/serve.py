@@ -12,9 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 LABEL_NOTEBOOK = Path(__file__).with_name("notebooks") / "label.ipynb"
+SHARE = Path(__file__).with_name("share")  # widgetal's Voila template and Voila config file
+TEMPLATE = "widgetal"  # SHARE/voila/templates/widgetal: the lab template, every asset local
 MODELS_NOTEBOOK = Path(__file__).with_name("notebooks") / "models.ipynb"
 
 
@@ -23,6 +26,9 @@ def voila_command(
     ip: str = "127.0.0.1",
     notebook: str | os.PathLike | None = None,
     cull_idle_seconds: int = 900,
+    token: str | None = None,
+    max_kernels: int = 0,
+    header_envs: Sequence[str] = (),
 ) -> list[str]:
     """The Voila command line for the labelling app.
 
@@ -36,6 +42,13 @@ def voila_command(
     cull_idle_seconds : int
         A kernel whose page was closed is shut down after this long without activity; open
         pages keep their kernel however long the labeller pauses.
+    token : str, optional
+        Require Voila's own token: the first visit must carry ``?token=TOKEN``.
+    max_kernels : int
+        Most kernels (open pages) at once, 0 for no cap; the page past the cap gets a clear
+        "the app is full" page (:mod:`widgetal.kernel_cap`).
+    header_envs : sequence of str
+        Request headers Voila hands to each kernel's environment (header access mode).
     """
     notebook = Path(notebook or LABEL_NOTEBOOK)
     return [
@@ -49,14 +62,50 @@ def voila_command(
         "--MappingKernelManager.cull_interval=60",
         "--MappingKernelManager.cull_connected=False",  # an open tab keeps its kernel
         "--MappingKernelManager.cull_busy=False",
+        f"--template={TEMPLATE}",  # found through JUPYTER_PATH (kernel_environment)
+        *voila_config_paths(),
+        *access_options(token, max_kernels, header_envs),
     ]
 
 
-def kernel_environment(db_url: str, models_dir: str | os.PathLike | None = None) -> dict[str, str]:
+def access_options(
+    token: str | None = None, max_kernels: int = 0, header_envs: Sequence[str] = ()
+) -> list[str]:
+    """Voila options for who may reach the app: its token, the kernel cap, the headers passed
+    to kernels (the voila command's first words are added by the caller)."""
+    options = []
+    if token:
+        options.append(f"--token={token}")
+    if max_kernels and int(max_kernels) > 0:
+        options += [
+            "--VoilaConfiguration.multi_kernel_manager_class="
+            "widgetal.kernel_cap.CappedKernelManager",
+            f"--CappedKernelManager.max_kernels={int(max_kernels)}",
+        ]
+    if header_envs:
+        options.append(f"--VoilaConfiguration.http_header_envs={list(header_envs)!r}")
+    return options
+
+
+def kernel_environment(
+    db_url: str,
+    models_dir: str | os.PathLike | None = None,
+    show_guess: bool | None = None,
+    show_meta: bool | None = None,
+) -> dict[str, str]:
     """The environment for Voila and its kernels: the database URL and models folder, with
-    relative SQLite paths made absolute (kernels run in the notebook's folder, not here)."""
-    env = dict(os.environ)
+    relative SQLite paths made absolute (kernels run in the notebook's folder, not here), and
+    the display switches when given (else ``WIDGETAL_SHOW_GUESS``/``_META`` pass through).
+
+    ``HTTP_*`` variables are dropped: Voila adds the request's headers under those names, and
+    one set here would pass for a header every page sent (header access mode)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HTTP_")}
+    for name, on in (("WIDGETAL_SHOW_GUESS", show_guess), ("WIDGETAL_SHOW_META", show_meta)):
+        if on is not None:
+            env[name] = "1" if on else "0"
     env["WIDGETAL_DB_URL"] = absolute_sqlite_url(db_url)
+    # Voila finds widgetal's template (SHARE/voila/templates) on the Jupyter data path.
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), env.get("JUPYTER_PATH")) if p)
     if models_dir is not None:
         env["WIDGETAL_MODELS_DIR"] = str(Path(models_dir).resolve())
     return env
@@ -69,12 +118,18 @@ def start(
     models_dir: str | os.PathLike | None = None,
     notebook: str | os.PathLike | None = None,
     cull_idle_seconds: int = 900,
+    token: str | None = None,
+    max_kernels: int = 0,
+    header_envs: Sequence[str] = (),
+    show_guess: bool | None = None,
+    show_meta: bool | None = None,
     **popen_kwargs,
 ) -> subprocess.Popen:
     """Start Voila in the background and return its process (the caller stops it)."""
     return subprocess.Popen(
-        voila_command(port, ip, notebook, cull_idle_seconds),
-        env=kernel_environment(db_url, models_dir),
+        voila_command(port, ip, notebook, cull_idle_seconds, token=token,
+                      max_kernels=max_kernels, header_envs=header_envs),
+        env=kernel_environment(db_url, models_dir, show_guess=show_guess, show_meta=show_meta),
         **popen_kwargs,
     )
 
@@ -85,12 +140,14 @@ def serve(
     ip: str = "127.0.0.1",
     models_dir: str | os.PathLike | None = None,
     cull_idle_seconds: int = 900,
+    **options,
 ) -> int:
     """Run Voila in the foreground until it exits or is stopped; returns its exit code.
 
-    SIGTERM and SIGINT are passed on, so Voila shuts its kernels down cleanly.
+    SIGTERM and SIGINT are passed on, so Voila shuts its kernels down cleanly. ``options``:
+    ``token``, ``max_kernels``, ``header_envs``, ``show_guess``, ``show_meta`` of :func:`start`.
     """
-    proc = start(db_url, port, ip, models_dir, cull_idle_seconds=cull_idle_seconds)
+    proc = start(db_url, port, ip, models_dir, cull_idle_seconds=cull_idle_seconds, **options)
 
     def _forward(signum, _frame):
         proc.send_signal(signum)
@@ -101,6 +158,30 @@ def serve(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def voila_config_paths() -> list[str]:
+    """Where Voila looks for its config (voila.py): its usual folders first (the current folder,
+    then Jupyter's config path), then widgetal's own, which sets :func:`set_xsrf_cookie`."""
+    from jupyter_core.paths import jupyter_config_path
+
+    paths = [os.getcwd(), *jupyter_config_path(), str(SHARE / "config")]
+    return [f"--Voila.config_file_paths={p}" for p in paths]
+
+
+def set_xsrf_cookie(handler, notebook=None, cwd=None):
+    """Voila's prelaunch hook: give the page the XSRF cookie its shutdown call needs.
+
+    On closing the tab, Voila 0.5's page posts ``/voila/api/shutdown/KERNEL`` with ``_xsrf``
+    read from the ``_xsrf`` cookie, and jupyter_server refuses a POST without it (``403 ...
+    '_xsrf' argument missing``). Voila's page handler never asks for the token, so tornado
+    never sets the cookie and every closed tab's kernel lived until culled. Asking for the
+    token sets the cookie on the page's response; XSRF checks stay on for every request.
+    (Voila runs the hook before starting the page's kernel; it cannot be combined with
+    ``preheat_kernel``.)
+    """
+    handler.xsrf_token  # noqa: B018 - the property sets the cookie when the request has none
+    return None  # the notebook unchanged
 
 
 def absolute_sqlite_url(url: str) -> str:

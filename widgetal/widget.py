@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 import ipywidgets as widgets
 
 from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, WidgetalError
+from .keys import APP_CLASS, KeyListener, app_keys
 
 MAX_KEYED_LABELS = 9  # keys 1-9; further labels get a button without a shortcut
-_MODEL_RELOAD_SECONDS = 60  # how stale a shown guess may be; the orchestrator writes new models
 _TEXT_STYLE = (
     "box-sizing: border-box; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 50vh; "
     "overflow-y: auto; "
@@ -51,15 +51,17 @@ class Labeller(widgets.VBox):
     show_meta : bool
         Show the item's other columns (meta fields) under the text.
     show_guess : bool
-        Show the latest model's guess. Off by default: a visible guess anchors labellers.
+        Show the guess the orchestrator published with the item (the label its latest model
+        finds likeliest). Off by default: a visible guess anchors labellers. No model file is
+        ever opened here, so a labeller's kernel needs neither scikit-learn nor pandas.
     models_dir : str, optional
-        Where the orchestrator writes models (for ``show_guess``); default
-        ``$WIDGETAL_MODELS_DIR`` or ``models``.
+        Ignored (guesses come from the queue); kept so that older callers still work.
 
     Notes
     -----
-    Keys: 1-9 label, ``s`` skip, ``u`` or Backspace undo. They are captured by ipyevents while
-    the pointer is over the widget, so they never steal keys from the rest of a notebook.
+    Keys: 1-9 label, ``s`` skip, ``u`` or Backspace undo, wherever the pointer is (see
+    ``widgetal.keys``: never while typing in an editor, and with several apps on a page only the
+    one used last acts).
 
     Examples
     --------
@@ -82,17 +84,15 @@ class Labeller(widgets.VBox):
     ):
         super().__init__(layout=widgets.Layout(max_width="60em", width="100%"))
         self.add_class("widgetal-labeller")
+        self.add_class(APP_CLASS)  # a click inside makes this app's keys live
         self.queue = queue
         self.show_meta = show_meta
         self.show_guess = show_guess
-        self.models_dir = models_dir or os.environ.get("WIDGETAL_MODELS_DIR", "models")
         self.labeller: str | None = None
         self.item = None
         self._pending: _Pending | None = None
         self._shown_at = time.monotonic()
         self._runs: dict[int, dict] = {}
-        self._model = None
-        self._model_loaded_at = 0.0
 
         self._build()
         labeller = labeller or labeller_from_url()
@@ -143,21 +143,21 @@ class Labeller(widgets.VBox):
         self._flush()
 
     def undo(self) -> None:
-        """Take back this labeller's latest label and show its text again."""
+        """Take back this labeller's latest label or skip and show its text again."""
         if self.labeller is None:
             return
         if self._pending is not None and not self._flush():
             return  # the unsaved action stays on screen with its message
         try:
             item = self.queue.undo(self.labeller)
-        except NothingToUndo:
-            self._say("Nothing to undo: you have no saved label left to take back.")
+        except NothingToUndo as exc:  # the queue says why (nothing left, a reviewer's decision)
+            self._say(str(exc))
             return
         except DatabaseUnavailable as exc:
             self._say(f"Could not undo: {exc} Try again.", error=True, retry=False)
             return
         self._show(item)
-        self._say("Undone: your label for this text was taken back. Label it again.")
+        self._say("Undone: this text is back for you to label.")
 
     def retry(self) -> None:
         """Try again whatever the database refused: an unsaved label or skip, or the next text."""
@@ -167,7 +167,7 @@ class Labeller(widgets.VBox):
             self._next()
 
     def handle_key(self, event: dict) -> None:
-        """Map a keydown event (as ipyevents sends it) to an action: 1-9, s, u, Backspace."""
+        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, s, u, Backspace."""
         if event.get("type", "keydown") != "keydown" or event.get("repeat"):
             return  # a held key must not label a run of texts
         if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
@@ -247,7 +247,7 @@ class Labeller(widgets.VBox):
             return
         self._set_text(item.text)
         self._meta.value = _meta_html(item.meta) if self.show_meta else ""
-        self._guess.value = self._guess_html(item.text) if self.show_guess else ""
+        self._guess.value = _guess_html(item) if self.show_guess else ""
         self._model_line.value = self._model_html(item.ranked_by)
         self._say("")
         self._enable(True)
@@ -278,23 +278,6 @@ class Labeller(widgets.VBox):
         score = _score_text(run.get("metrics") if run else None)
         n = f", {run['n_labels']} labels" if run and run.get("n_labels") is not None else ""
         return _note(f"Queue ranked by model run #{run_id}{n}{score}.")
-
-    def _guess_html(self, text: str) -> str:
-        try:
-            stale = time.monotonic() - self._model_loaded_at > _MODEL_RELOAD_SECONDS
-            if self._model is None or stale:
-                from . import models  # only when guesses are wanted: loading one imports sklearn
-
-                self._model = models.load_latest(self.models_dir)
-                self._model_loaded_at = time.monotonic()
-            proba = self._model.predict_proba([text])[0]
-            best = int(proba.argmax())
-            label = self._model.classes_[best]
-            return _note(f"Model's guess: <b>{html.escape(str(label))}</b> ({proba[best]:.0%})")
-        except FileNotFoundError:  # models.NoModelYet: the orchestrator has not trained yet
-            return _note("Model's guess: no model yet.")
-        except Exception as exc:  # a broken model file must not stop labelling
-            return _note(f"Model's guess unavailable: {html.escape(str(exc))}")
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -344,9 +327,11 @@ class Labeller(widgets.VBox):
         self._retry.on_click(lambda _b: self.retry())
         self._message = widgets.HTML()
         self._message.add_class("widgetal-message")
-        help_line = _note(
-            f"Keys: 1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} label · s skip · "
-            "u or Backspace undo (while the pointer is over this panel, which is then outlined)"
+        self._keys = KeyListener(
+            app_keys(len(self.queue.labels), MAX_KEYED_LABELS, "s", "u", "Backspace"),
+            self.handle_key,
+            hint=f"1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} label · s skip · "
+            "u or Backspace undo",
         )
         if not self.queue.labels:
             self._message.value = _message(
@@ -363,12 +348,11 @@ class Labeller(widgets.VBox):
                     layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 self._message,
-                widgets.HTML(help_line),
+                self._keys,  # the cue: keys live wherever the pointer is
             ]
         )
         self._panel.add_class("widgetal-panel")
         self._panel.layout.padding = "4px 8px"
-        self._keys = _key_listener(self._panel, self.handle_key)
 
     def _set_text(self, text: str) -> None:
         # Texts are untrusted: escaped, never rendered as HTML.
@@ -406,14 +390,13 @@ def labeller_from_url(query_string: str | None = None, param: str = "labeller") 
     return name or None
 
 
-def _key_listener(source: widgets.Widget, handler: Callable[[dict], None]):
-    try:
-        from ipyevents import Event
-    except ImportError:  # keys are a convenience; buttons still work
-        return None
-    listener = Event(source=source, watched_events=["keydown"])
-    listener.on_dom_event(handler)
-    return listener
+def _guess_html(item: Any) -> str:
+    """The guess the orchestrator published with the item (escaped: labels are user data)."""
+    label, proba = getattr(item, "guess_label", None), getattr(item, "guess_proba", None)
+    if label is None:
+        return _note("Model's guess: none yet (no model has ranked this text).")
+    share = f" ({proba:.0%})" if proba is not None else ""
+    return _note(f"Model's guess: <b>{html.escape(str(label))}</b>{share}")
 
 
 def _score_text(metrics: Any) -> str:
