@@ -251,10 +251,14 @@ def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing
                 schema.items.c.needs_review,
                 schema.items.c.review_leased_by,
                 schema.items.c.review_lease_expires_at,
+                schema.items.c.guess_label,
+                schema.items.c.guess_proba,
             )
         ).all()
         provenance = conn.execute(sa.select(schema.labels.c.ranked_by, schema.labels.c.priority))
-        assert set(items) == {(None, None, 0, False, None, None)}
+        assert set(items) == {(None, None, 0, False, None, None, None, None)}
+        skips = conn.execute(sa.select(schema.skips.c.id, schema.skips.c.undone_at)).all()
+        assert [tuple(r) for r in skips] == [(1, None)]  # the version-1 skip still stands
         assert set(provenance) == {(None, None)}
         for table in (schema.leases, schema.reviews, schema.labellers):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0

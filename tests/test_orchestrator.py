@@ -135,6 +135,45 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert _labels_snapshot(queue) == before  # training and reordering changed no label
 
 
+def test_a_run_publishes_its_models_guess_for_every_unlabelled_item(queue, tmp_path):
+    """Label and probability beside each undone item's priority, stamped with the run; the
+    guess is the saved model's prediction, and labelled items are left as they were."""
+    data = generated(120)
+    queue.add(data[["id", "text"]], text="text", id="id")
+    label_through_queue(queue, dict(zip(data["id"], data["label"])), 40)
+    with queue.engine.connect() as conn:
+        labelled_before = conn.exec_driver_sql(
+            "SELECT id, priority, ranked_by, guess_label, guess_proba FROM widgetal_items "
+            "WHERE done_at IS NOT NULL ORDER BY id"
+        ).all()
+
+    run = Orchestrator(queue, models_dir=tmp_path / "m", cv_folds=3).run_once()
+
+    assert run.status == "trained" and run.n_reranked == 80
+    with queue.engine.connect() as conn:
+        undone = conn.exec_driver_sql(
+            "SELECT id, text, ranked_by, guess_label, guess_proba FROM widgetal_items "
+            "WHERE done_at IS NULL ORDER BY id"
+        ).all()
+        labelled_after = conn.exec_driver_sql(
+            "SELECT id, priority, ranked_by, guess_label, guess_proba FROM widgetal_items "
+            "WHERE done_at IS NOT NULL ORDER BY id"
+        ).all()
+    assert len(undone) == 80 and {r.ranked_by for r in undone} == {run.run_id}
+    model = load_latest(tmp_path / "m")
+    proba = model.predict_proba([r.text for r in undone])
+    expected = model.classes_[proba.argmax(axis=1)]
+    assert [r.guess_label for r in undone] == expected.tolist()
+    assert [r.guess_proba for r in undone] == pytest.approx(proba.max(axis=1).tolist())
+    assert all(0.5 <= r.guess_proba <= 1 for r in undone)
+    assert labelled_after == labelled_before  # no guess on a labelled item
+    assert all(r.guess_label is None for r in labelled_after)
+    item = queue.pop("bo")
+    assert (item.guess_label, item.ranked_by) == (
+        dict((r.id, r.guess_label) for r in undone)[item.item_id], run.run_id
+    )
+
+
 def test_one_class_only_is_skipped_with_the_reason_and_nothing_changes(queue, tmp_path):
     data = generated(40)
     queue.add(data[["id", "text"]], text="text", id="id")

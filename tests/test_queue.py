@@ -377,3 +377,117 @@ def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
     finally:
         sa.event.remove(queue.engine, "before_cursor_execute", count)
     assert len(statements) == 1
+
+
+def test_reorder_with_guesses_is_one_statement_per_chunk_too(queue):
+    queue.add(_texts(2_000))
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if "UPDATE" in statement.upper():
+            statements.append(statement)
+
+    guesses = (["positive", "negative"] * 1_000, list(np.linspace(0.5, 1, 2_000)))
+    sa.event.listen(queue.engine, "before_cursor_execute", count)
+    try:
+        queue.reorder(list(range(1, 2_001)), list(np.linspace(0, 1, 2_000)), ranked_by=3,
+                      guesses=guesses)
+    finally:
+        sa.event.remove(queue.engine, "before_cursor_execute", count)
+    assert len(statements) == 1
+    item = queue.pop("ana")  # the best: the last item, with its guess
+    assert (item.item_id, item.ranked_by, item.guess_label) == (2_000, 3, "negative")
+    assert item.guess_proba == pytest.approx(1.0)
+
+
+def test_guesses_go_to_undone_items_only_and_a_reorder_without_them_clears_them(queue):
+    queue.add(_texts(3))
+    done = queue.pop("ana")
+    queue.submit(done.item_id, "positive", "ana")
+    queue.reorder([1, 2, 3], [0.1, 0.2, 0.3], ranked_by=1,
+                  guesses=(["negative"] * 3, [0.6, 0.7, 0.8]))
+    by_id = {i.item_id: i for i in queue.items([1, 2, 3])}
+    assert (by_id[done.item_id].guess_label, by_id[done.item_id].guess_proba) == (None, None)
+    assert {(i.guess_label, i.ranked_by) for k, i in by_id.items() if k != done.item_id} == {
+        ("negative", 1)
+    }
+    queue.reorder([2, 3], [0.5, 0.4], ranked_by=2)  # a run without a model's guesses
+    assert [(i.guess_label, i.guess_proba, i.ranked_by) for i in queue.items([2, 3])] == [
+        (None, None, 2), (None, None, 2)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("guesses", "error"),
+    [
+        ((["negative"], [0.5, 0.5]), "one label and one probability per item"),
+        ((["negative", "positive"], [0.5, 1.5]), "between 0 and 1"),
+        ((["negative", "positive"], [0.5, float("nan")]), "between 0 and 1"),
+        ((["negative", "maybe"], [0.5, 0.5]), "outside the label set"),
+    ],
+)
+def test_bad_guesses_are_refused_and_nothing_changes(queue, guesses, error):
+    queue.add(_texts(2))
+    with pytest.raises((ValueError, LabelNotInLabelSet), match=error):
+        queue.reorder([1, 2], [0.9, 0.1], ranked_by=1, guesses=guesses)
+    assert [(i.priority, i.ranked_by, i.guess_label) for i in queue.items([1, 2])] == [
+        (0.0, None, None), (0.0, None, None)
+    ]
+
+
+def test_undo_takes_back_a_skip_and_the_text_comes_back_to_that_labeller(queue):
+    queue.add(_texts(3))
+    first = queue.pop("ana")
+    queue.submit(first.item_id, "positive", "ana")
+    skipped = queue.pop("ana")
+    queue.skip(skipped.item_id, "ana")
+    on_screen = queue.pop("ana")
+    assert on_screen.item_id != skipped.item_id
+
+    back = queue.undo("ana")  # the skip is the latest action, not the label
+    assert back.item_id == skipped.item_id
+    assert queue.pop("ana").item_id == skipped.item_id  # leased to ana
+    assert queue.pop("bob").item_id == on_screen.item_id  # ana's other item was released
+    assert queue.progress().done == 1  # the label stands
+
+    queue.skip(skipped.item_id, "ana")  # skipping it again works, and hides it again
+    assert queue.pop("ana") is None  # bob holds the third text
+    assert queue.undo("ana").item_id == skipped.item_id
+    assert queue.undo("ana").item_id == first.item_id  # then the label before it
+    assert queue.progress().done == 0
+
+    events = queue.events()
+    assert events.event.tolist() == [
+        "label", "skip", "undo-skip", "skip", "undo-skip", "undo"
+    ]
+    assert set(events[events.event.str.contains("skip")].item_id) == {skipped.item_id}
+
+
+def test_undoing_a_skip_of_a_text_others_finished_says_so_and_moves_on(queue):
+    queue.add(_texts(2))
+    first = queue.pop("ana")
+    queue.submit(first.item_id, "positive", "ana")
+    skipped = queue.pop("ana")
+    queue.skip(skipped.item_id, "ana")
+    taken = queue.pop("bob")
+    assert taken.item_id == skipped.item_id
+    queue.submit(taken.item_id, "negative", "bob")
+
+    with pytest.raises(NothingToUndo, match="labelled by others"):
+        queue.undo("ana")
+    assert queue.undo("ana").item_id == first.item_id  # the skip is gone: the label is next
+    assert queue.events().event.tolist()[-2:] == ["undo-skip", "undo"]
+
+
+def test_undo_of_a_skip_under_overlap_hands_back_a_slot(queue):
+    queue.configure(overlap=2)
+    queue.add(_texts(2))
+    item = queue.pop("ana")
+    queue.skip(item.item_id, "ana")
+    other = queue.pop("ana")
+    assert other.item_id != item.item_id
+    assert queue.undo("ana").item_id == item.item_id
+    assert queue.pop("ana").item_id == item.item_id  # ana's lease, not the other text
+    queue.submit(item.item_id, "positive", "ana")
+    queue.submit(queue.pop("bob").item_id, "positive", "bob")
+    assert queue.progress().done == 1

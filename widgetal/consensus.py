@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # needs_review runs on a labeller's submit, where pandas is not loaded
+    import pandas as pd
 
 
 def needs_review(item_labels: Sequence[str], on_disagreement: str = "review") -> bool:
@@ -45,6 +47,8 @@ def final_labels(
         ``source`` is ``labels`` (all agree, one label included), ``majority`` or ``review``;
         ``by`` names the reviewer, or the labellers who gave the final label (comma-joined).
     """
+    import pandas as pd
+
     columns = ["item_id", "label", "source", "by"]
     if labels.empty and decisions.empty:
         return pd.DataFrame(columns=columns)

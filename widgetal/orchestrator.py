@@ -372,23 +372,29 @@ class Orchestrator:
                 X_pool = vectorizer.transform(pool["text"].tolist())
                 committee = self.strategy == "committee"
                 Xl = vectorizer.transform(list(X_labelled)) if committee else None
+        classifier = pipeline.named_steps["classifier"]
         with _timed(timings, "score"):
+            # One prediction serves the strategy and the guesses the app shows.
+            proba = classifier.predict_proba(X_pool)
             try:
                 scores = strategies.score_pool(
                     self.strategy,
-                    pipeline.named_steps["classifier"],
+                    classifier,
                     X_pool,
                     X_labelled=Xl,
                     y_labelled=y,
                     rng=rng,
+                    proba=proba,
                 )
             except EmptyPool:
                 return 0
             if self.explore:
                 scores = strategies.mix_random(scores, self.explore, rng)
+            guesses = _guesses(classifier.classes_, proba)
         log.info("run %s: reordering %d items", run_id, len(pool))
         with _timed(timings, "reorder"):
-            return self.queue.reorder(pool["item_id"].to_numpy(), scores, ranked_by=run_id)
+            return self.queue.reorder(pool["item_id"].to_numpy(), scores, ranked_by=run_id,
+                                      guesses=guesses)
 
 
 # -- the process around the loop ------------------------------------------------------------
@@ -491,6 +497,12 @@ def _install_signal_handlers(stop: threading.Event):
             signal.signal(s, h)
 
     return restore
+
+
+def _guesses(classes: Any, proba: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each row's likeliest label and its probability: what the labelling app shows."""
+    best = np.asarray(proba).argmax(axis=1)
+    return np.asarray(classes)[best].tolist(), np.asarray(proba)[np.arange(best.size), best]
 
 
 def _label_counts(y: np.ndarray, label_set: list[str]) -> dict[str, int]:

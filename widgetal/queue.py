@@ -6,10 +6,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 
 from . import consensus, project, review, sql
@@ -22,8 +21,12 @@ from .errors import (
     NotInitialised,
     UnknownItem,
 )
-from .imports import AddResult, OnConflict
 from .schema import create_or_check
+
+if TYPE_CHECKING:  # pandas only where tables come in or go out: a labeller's kernel needs none
+    import pandas as pd
+
+    from .imports import AddResult, OnConflict
 
 DEFAULT_URL = "sqlite:///widgetal.db"
 _ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
@@ -41,6 +44,10 @@ class Item:
     meta: dict[str, Any] | None = None
     priority: float = 0.0
     ranked_by: int | None = None
+    #: The label the model of run ``ranked_by`` finds likeliest, and its probability (None
+    #: until a model has ranked the item).
+    guess_label: str | None = None
+    guess_proba: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,8 @@ class Queue:
         (a ``labeller`` column is used when present). A file `widgetal export` wrote is
         recognised by its ``external_id`` column and read back without options.
         """
+        import pandas as pd
+
         from . import imports, io  # io reads files; imports stores rows; the queue hands out
 
         if isinstance(data, str) or hasattr(data, "__fspath__"):
@@ -182,7 +191,7 @@ class Queue:
             raise NotInitialised(_NOT_INITIALISED)
         rows = io.prepare_rows(frame, labels=self._labels, columns=columns)
         if not len(rows):
-            return AddResult(0, 0, 0)
+            return imports.AddResult(0, 0, 0)
         labeller = _check_labeller(labeller)
         with self.db.write() as conn:
             result = imports.store(
@@ -345,7 +354,8 @@ class Queue:
         return _item(conn.execute(sql.read_items, {"item_ids": [own]}).one())
 
     def skip(self, item_id: int, labeller: str) -> None:
-        """Give the item back to the queue; this labeller is not shown it again."""
+        """Give the item back to the queue; this labeller is not shown it again (unless they
+        undo the skip)."""
         labeller = _check_labeller(labeller)
         params = {"item_id": item_id, "labeller": labeller}
         with self.db.write() as conn:
@@ -357,39 +367,82 @@ class Queue:
             conn.execute(sql.delete_lease, params)
 
     def undo(self, labeller: str) -> Item:
-        """Mark this labeller's latest label undone and hand its item back to them.
+        """Take back this labeller's latest action, a label or a skip, and hand its item back.
 
-        The label stays in the history, marked undone. Any other item the labeller held is
-        released to the queue. A label under a reviewer's decision cannot be undone: the
-        reviewer undoes the decision first.
+        The label (or skip) stays in the history, marked undone, and the item is leased to the
+        labeller. Any other item the labeller held is released to the queue. A label under a
+        reviewer's decision cannot be undone: the reviewer undoes the decision first. A skipped
+        text that others have meanwhile labelled in full cannot come back: the skip is taken
+        back all the same, and ``NothingToUndo`` says so.
         """
         labeller = _check_labeller(labeller)
         now = _utcnow()
+        gone = None
         with self.db.write() as conn:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
-            if latest is None:
-                raise NothingToUndo(f"{labeller} has no label to undo.")
-            item_id = latest.item_id
-            conn.execute(sql.lock_item, {"item_id": item_id})
-            decided = conn.execute(sql.find_active_decision, {"item_id": item_id}).first()
-            if decided is not None:
+            skipped = conn.execute(sql.find_latest_skip, {"labeller": labeller}).first()
+            if skipped is not None and (latest is None or skipped.created_at >= latest.created_at):
+                item = self._undo_skip(conn, labeller, skipped, now)
+                if item is not None:
+                    return item
+                gone = skipped.item_id
+            elif latest is None:
                 raise NothingToUndo(
-                    f"Item {item_id} was already decided by reviewer {decided.reviewer}, so "
-                    "your label stays; ask them to undo the decision first."
+                    "Nothing to undo: you have no label or skip left to take back."
                 )
-            overlap = self._overlap(conn, fresh=True)
-            held = conn.execute(sql.find_own_lease, {"labeller": labeller, "now": now}).scalar()
-            if held is not None and held != item_id:
-                conn.execute(sql.release_lease, {"item_id": held, "labeller": labeller})
-            conn.execute(sql.mark_label_undone, {"label_id": latest.id, "now": now})
-            conn.execute(sql.reopen_for_labels, {"item_id": item_id})
-            params = {"item_id": item_id, "labeller": labeller, "expires_at": self._expiry(now)}
-            if overlap == 1:
-                row = conn.execute(sql.reopen_item, params).one()
-                return _item(row)
+            else:
+                return self._undo_label(conn, labeller, latest, now)
+        raise NothingToUndo(
+            f"Your skip of item {gone} was taken back, but that text has meanwhile been "
+            "labelled by others, so it cannot come back. Press Undo again to take back your "
+            "action before it."
+        )
+
+    def _undo_skip(self, conn: sa.Connection, labeller: str, skipped: Any,
+                   now: datetime) -> Item | None:
+        """Mark the skip undone and lease its item to the labeller; None if it is done."""
+        item_id = skipped.item_id
+        conn.execute(sql.lock_item, {"item_id": item_id})
+        conn.execute(sql.mark_skip_undone, {"skip_id": skipped.id, "now": now})
+        if conn.execute(sql.item_exists, {"item_id": item_id}).one().done_at is not None:
+            return None
+        params = {"item_id": item_id, "labeller": labeller, "expires_at": self._expiry(now),
+                  "now": now}
+        self._release_other_lease(conn, labeller, item_id, now)
+        if self._overlap(conn, fresh=True) == 1:
+            conn.execute(sql.lease_item, params)
+        else:
             conn.execute(sql.delete_lease, params)
             conn.execute(sql.insert_lease, params)
-            return _item(conn.execute(sql.read_items, {"item_ids": [item_id]}).one())
+        return _item(conn.execute(sql.read_items, {"item_ids": [item_id]}).one())
+
+    def _release_other_lease(self, conn: sa.Connection, labeller: str, item_id: int,
+                             now: datetime) -> None:
+        held = conn.execute(sql.find_own_lease, {"labeller": labeller, "now": now}).scalar()
+        if held is not None and held != item_id:
+            conn.execute(sql.release_lease, {"item_id": held, "labeller": labeller})
+
+    def _undo_label(self, conn: sa.Connection, labeller: str, latest: Any, now: datetime) -> Item:
+        """Mark the label undone, reopen its item and lease it to the labeller."""
+        item_id = latest.item_id
+        conn.execute(sql.lock_item, {"item_id": item_id})
+        decided = conn.execute(sql.find_active_decision, {"item_id": item_id}).first()
+        if decided is not None:
+            raise NothingToUndo(
+                f"Item {item_id} was already decided by reviewer {decided.reviewer}, so "
+                "your label stays; ask them to undo the decision first."
+            )
+        overlap = self._overlap(conn, fresh=True)
+        self._release_other_lease(conn, labeller, item_id, now)
+        conn.execute(sql.mark_label_undone, {"label_id": latest.id, "now": now})
+        conn.execute(sql.reopen_for_labels, {"item_id": item_id})
+        params = {"item_id": item_id, "labeller": labeller, "expires_at": self._expiry(now)}
+        if overlap == 1:
+            row = conn.execute(sql.reopen_item, params).one()
+            return _item(row)
+        conn.execute(sql.delete_lease, params)
+        conn.execute(sql.insert_lease, params)
+        return _item(conn.execute(sql.read_items, {"item_ids": [item_id]}).one())
 
     # -- team settings and review ----------------------------------------------------------
 
@@ -477,11 +530,22 @@ class Queue:
     # -- the orchestrator's verbs ------------------------------------------------------------
 
     def reorder(
-        self, item_ids: Sequence[int], scores: Sequence[float], ranked_by: int | None = None
+        self,
+        item_ids: Sequence[int],
+        scores: Sequence[float],
+        ranked_by: int | None = None,
+        guesses: tuple[Sequence[str], Sequence[float]] | None = None,
     ) -> int:
         """Set priorities (higher = served sooner) in one set-based transaction.
 
         Only items not done change; leases stay as they are. Returns how many items changed.
+
+        Parameters
+        ----------
+        guesses : (labels, probabilities), optional
+            Per item, the label the ranking model finds likeliest and its probability,
+            published beside the priority for the labelling app to show. Without them the
+            items' guesses are cleared: a guess always belongs to the run in ``ranked_by``.
         """
         ids = np.asarray(item_ids, dtype=np.int64)
         vals = np.asarray(scores, dtype=np.float64)
@@ -492,25 +556,55 @@ class Queue:
             )
         if not np.all(np.isfinite(vals)):
             raise ValueError("scores must be finite numbers (no NaN or infinity).")
+        labels, probas = self._check_guesses(guesses, len(ids))
         with self.db.translate_errors():
             if self.dialect == "sqlite":
-                return self._reorder_sqlite(ids.tolist(), vals.tolist(), ranked_by)
-            return self._reorder_postgresql(ids.tolist(), vals.tolist(), ranked_by)
+                return self._reorder_sqlite(ids.tolist(), vals.tolist(), ranked_by, labels,
+                                            probas)
+            return self._reorder_postgresql(ids.tolist(), vals.tolist(), ranked_by, labels,
+                                            probas)
 
-    def _reorder_sqlite(self, ids: list[int], vals: list[float], ranked_by: int | None) -> int:
+    def _check_guesses(
+        self, guesses: tuple[Sequence[str], Sequence[float]] | None, n: int
+    ) -> tuple[list[str] | None, list[float] | None]:
+        if guesses is None:
+            return None, None
+        labels, probas = guesses
+        labels = [str(x) for x in labels]
+        values = np.asarray(probas, dtype=np.float64)
+        if len(labels) != n or values.shape != (n,):
+            raise ValueError(
+                f"guesses must give one label and one probability per item ({n}), got "
+                f"{len(labels)} labels and probabilities of shape {values.shape}."
+            )
+        if not np.all((values >= 0) & (values <= 1)):  # NaN fails too
+            raise ValueError("guess probabilities must lie between 0 and 1.")
+        unknown = set(labels).difference(self._labels)
+        if unknown:
+            raise LabelNotInLabelSet(
+                f"guesses hold labels {sorted(unknown)} outside the label set {self._labels}."
+            )
+        return labels, values.tolist()
+
+    def _reorder_sqlite(self, ids: list[int], vals: list[float], ranked_by: int | None,
+                        labels: list[str] | None, probas: list[float] | None) -> int:
+        n = len(ids)
+        guess_labels = labels if labels is not None else [None] * n
+        guess_probas = probas if probas is not None else [None] * n
         with self.engine.connect() as conn:
             # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
             with conn.execution_options(widgetal_begin="DEFERRED").begin():
                 conn.execute(sql.create_scores_table_sqlite)
                 conn.execute(sql.clear_scores_table_sqlite)
-                for start in range(0, len(ids), 100_000):
+                for start in range(0, n, 100_000):
+                    end = start + 100_000
                     conn.execute(
                         sql.insert_scores_sqlite,
                         [
-                            {"i": i, "s": s}
-                            for i, s in zip(
-                                ids[start : start + 100_000], vals[start : start + 100_000]
-                            )
+                            {"i": i, "s": s, "g": g, "p": p}
+                            for i, s, g, p in zip(ids[start:end], vals[start:end],
+                                                  guess_labels[start:end],
+                                                  guess_probas[start:end])
                         ],
                     )
             with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
@@ -520,16 +614,20 @@ class Queue:
                 conn.execute(sql.clear_scores_table_sqlite)
         return changed
 
-    def _reorder_postgresql(self, ids: list[int], vals: list[float], ranked_by: int | None) -> int:
+    def _reorder_postgresql(self, ids: list[int], vals: list[float], ranked_by: int | None,
+                            labels: list[str] | None, probas: list[float] | None) -> int:
         changed = 0
         with self.db.write() as conn:
             for start in range(0, len(ids), 50_000):
+                end = start + 50_000
                 changed += conn.execute(
                     sql.apply_priorities_postgresql,
                     {
                         "ranked_by": ranked_by,
-                        "item_ids": ids[start : start + 50_000],
-                        "scores": vals[start : start + 50_000],
+                        "item_ids": ids[start:end],
+                        "scores": vals[start:end],
+                        "guess_labels": None if labels is None else labels[start:end],
+                        "guess_probas": None if probas is None else probas[start:end],
                     },
                 ).rowcount
         return changed
@@ -571,6 +669,8 @@ class Queue:
         """
         columns = ["item_id", "external_id", "text", "label", "labeller", "created_at",
                    "seconds", "source"]
+        import pandas as pd
+
         with self.db.read() as conn:
             rows = conn.execute(sql.read_done_labels).all()
             decisions = conn.execute(sql.read_decisions).all()
@@ -594,6 +694,8 @@ class Queue:
 
     def label_table(self) -> pd.DataFrame:
         """Every active label (``item_id``, ``labeller``, ``label``): agreement's input."""
+        import pandas as pd
+
         with self.db.read() as conn:
             rows = conn.execute(sql.read_active_label_table).all()
         return pd.DataFrame(rows, columns=["item_id", "labeller", "label"])
@@ -620,6 +722,8 @@ class Queue:
 
     def undone(self) -> pd.DataFrame:
         """Every item not done (``item_id``, ``text``), in current queue order."""
+        import pandas as pd
+
         with self.db.read() as conn:
             rows = conn.execute(sql.read_undone_items).all()
         return pd.DataFrame(rows, columns=["item_id", "text"])
@@ -732,6 +836,8 @@ def _check_labeller(labeller: str) -> str:
 
 def _events(label_rows: list, skip_rows: list, review_rows: list) -> pd.DataFrame:
     """One table of events; an undo is its own row, at the time it happened."""
+    import pandas as pd
+
     cols = ["time", "event", "item_id", "external_id", "label", "labeller", "seconds",
             "ranked_by", "priority"]
     out = []
@@ -744,6 +850,9 @@ def _events(label_rows: list, skip_rows: list, review_rows: list) -> pd.DataFram
     for r in skip_rows:
         out.append((r.created_at, "skip", r.item_id, r.external_id, None, r.labeller,
                     None, None, None))
+        if r.undone_at is not None:
+            out.append((r.undone_at, "undo-skip", r.item_id, r.external_id, None, r.labeller,
+                        None, None, None))
     for r in review_rows:
         kind = "review" if r.label is not None else "send-back"
         out.append((r.created_at, kind, r.item_id, r.external_id, r.label, r.reviewer,
@@ -763,7 +872,9 @@ def _label_row(item_id: int, label: str, labeller: str, seconds: float | None, n
 
 
 def _item(row: Any) -> Item:
-    return Item(row.id, row.external_id, row.text, row.meta, float(row.priority), row.ranked_by)
+    proba = row.guess_proba
+    return Item(row.id, row.external_id, row.text, row.meta, float(row.priority), row.ranked_by,
+                row.guess_label, None if proba is None else float(proba))
 
 
 def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:
@@ -773,6 +884,15 @@ def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def __getattr__(name: str):
+    # AddResult lives with the import code (which needs pandas); loaded when asked for.
+    if name == "AddResult":
+        from .imports import AddResult
+
+        return AddResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Queue", "Item", "Progress", "AddResult", "DEFAULT_URL"]

@@ -51,6 +51,10 @@ items = sa.Table(
     sa.Column("needs_review", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("review_leased_by", sa.String, nullable=True),
     sa.Column("review_lease_expires_at", _UTC, nullable=True),
+    # the guess of the run in ranked_by (the label its model finds likeliest, and that
+    # probability): the app shows it without loading a model; NULL until a model has ranked it
+    sa.Column("guess_label", sa.String, nullable=True),
+    sa.Column("guess_proba", sa.Float, nullable=True),
 )
 # The hand-out walks this index from the top: only undone items, best first.
 sa.Index(
@@ -154,14 +158,28 @@ labellers = sa.Table(
     sa.Column("created_at", _UTC, nullable=False),
 )
 
-#: Items a labeller skipped: never shown to that labeller again.
+#: Items a labeller skipped: never shown to that labeller again while the skip stands. Undo
+#: marks a skip undone instead of deleting it (the history keeps it), so a re-skip is a new row.
 skips = sa.Table(
     "widgetal_skips",
     metadata,
-    sa.Column("item_id", sa.Integer, sa.ForeignKey("widgetal_items.id"), primary_key=True),
-    sa.Column("labeller", sa.String, primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("widgetal_items.id"), nullable=False),
+    sa.Column("labeller", sa.String, nullable=False),
     sa.Column("created_at", _UTC, nullable=False),
+    sa.Column("undone_at", _UTC, nullable=True),
 )
+# One standing skip per item and labeller; it is also what every pop probes ("not skipped by me").
+sa.Index(
+    "widgetal_skips_one_active",
+    skips.c.item_id,
+    skips.c.labeller,
+    unique=True,
+    sqlite_where=skips.c.undone_at.is_(None),
+    postgresql_where=skips.c.undone_at.is_(None),
+)
+# Undo finds the labeller's latest skip.
+sa.Index("widgetal_skips_labeller", skips.c.labeller, skips.c.id)
 
 #: One row per orchestrator cycle.
 runs = sa.Table(

@@ -74,10 +74,12 @@ insert_items_postgresql = sa.text(
 # (measured: 18 ms instead of 2 ms per pop + submit at 300,000 items).
 analyze_items_postgresql = sa.text("ANALYZE widgetal_items")
 
+# What a labeller is handed with a text: its place in the queue and the published guess.
+_item_columns = (_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by,
+                 _i.guess_label, _i.guess_proba)
+
 # The texts of some items (the widget shows one; the orchestrator featurizes many).
-read_items = sa.select(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by).where(
-    _i.id.in_(sa.bindparam("item_ids", expanding=True))
-)
+read_items = sa.select(*_item_columns).where(_i.id.in_(sa.bindparam("item_ids", expanding=True)))
 
 # Every item not yet done, in queue order: what the orchestrator scores.
 read_undone_items = (
@@ -97,7 +99,7 @@ find_own_lease = (
 )
 
 _not_skipped_by_labeller = ~sa.exists().where(
-    skips.c.item_id == _i.id, skips.c.labeller == _labeller
+    skips.c.item_id == _i.id, skips.c.labeller == _labeller, skips.c.undone_at.is_(None)
 )
 
 
@@ -128,7 +130,7 @@ def _lease(subquery: sa.Select) -> sa.Update:
         .where(_i.id == subquery.scalar_subquery())
         .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
                 served_priority=_i.priority, served_ranked_by=_i.ranked_by)
-        .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+        .returning(*_item_columns)
     )
 
 
@@ -151,7 +153,7 @@ renew_lease = (
     items.update()
     .where(_i.id == sa.bindparam("item_id"))
     .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
-    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+    .returning(*_item_columns)
 )
 
 # Give an item back to the queue, but only if this labeller holds it.
@@ -161,10 +163,34 @@ release_lease = (
     .values(leased_by=None, lease_expires_at=None)
 )
 
-# Remember a skip so this labeller is not shown the item again.
+# Remember a skip so this labeller is not shown the item again (while the skip stands).
 insert_skip = skips.insert()
 find_skip = sa.select(skips.c.item_id).where(
-    skips.c.item_id == sa.bindparam("item_id"), skips.c.labeller == _labeller
+    skips.c.item_id == sa.bindparam("item_id"), skips.c.labeller == _labeller,
+    skips.c.undone_at.is_(None),
+)
+
+# The labeller's latest skip that still stands: undo takes back the later of it and their
+# latest label.
+find_latest_skip = (
+    sa.select(skips.c.id, skips.c.item_id, skips.c.created_at)
+    .where(skips.c.labeller == _labeller, skips.c.undone_at.is_(None))
+    .order_by(skips.c.id.desc())
+    .limit(1)
+)
+
+# Undo keeps the skip in the history, marked; the item may be handed to the labeller again.
+mark_skip_undone = (
+    skips.update().where(skips.c.id == sa.bindparam("skip_id")).values(undone_at=_now)
+)
+
+# Undoing a skip (K = 1): lease that item to the labeller, recording what they are served, as
+# a pop does; a lease someone else held on it passes to them.
+lease_item = (
+    items.update()
+    .where(_i.id == sa.bindparam("item_id"))
+    .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
+            served_priority=_i.priority, served_ranked_by=_i.ranked_by)
 )
 
 # -- labels -----------------------------------------------------------------------------------
@@ -402,7 +428,8 @@ read_label_events = sa.select(
     labels.c.priority,
 ).join(items, items.c.id == labels.c.item_id)
 read_skip_events = sa.select(
-    skips.c.item_id, _i.external_id, skips.c.labeller, skips.c.created_at
+    skips.c.id, skips.c.item_id, _i.external_id, skips.c.labeller, skips.c.created_at,
+    skips.c.undone_at,
 ).join(items, items.c.id == skips.c.item_id)
 read_review_events = sa.select(
     reviews.c.id, reviews.c.item_id, _i.external_id, reviews.c.label, reviews.c.reviewer,
@@ -458,7 +485,7 @@ complete_imported_items = (
 
 # The labeller's latest label that still counts: what undo takes back.
 find_latest_label = (
-    sa.select(labels.c.id, labels.c.item_id)
+    sa.select(labels.c.id, labels.c.item_id, labels.c.created_at)
     .where(labels.c.labeller == _labeller, labels.c.undone_at.is_(None))
     .order_by(labels.c.id.desc())
     .limit(1)
@@ -474,7 +501,7 @@ reopen_item = (
     items.update()
     .where(_i.id == sa.bindparam("item_id"))
     .values(done_at=None, leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
-    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+    .returning(*_item_columns)
 )
 
 # The labels that count, with their texts: training data and export.
@@ -524,27 +551,37 @@ count_per_labeller = (
 count_label_events = sa.select(sa.func.count()).select_from(labels)
 
 # -- reorder ----------------------------------------------------------------------------------
-# Set-based: scores go into a temporary table in bulk, then one UPDATE joins it. Only items
-# not done change; leases are left as they are.
+# Set-based: scores (and the run's guesses) go into a temporary table in bulk, then one UPDATE
+# joins it. Only items not done change; leases are left as they are. A reorder without guesses
+# clears the old ones: a guess is always the run's in ranked_by, never an older model's.
 
 # SQLite: a temp table lives in the connection's own temp database, so filling it does not
-# hold the main database's write lock.
+# hold the main database's write lock. (Named for this shape: a pooled connection may still
+# hold the scores-only table of an older widgetal.)
 create_scores_table_sqlite = sa.text(
-    "CREATE TEMP TABLE IF NOT EXISTS widgetal_scores (item_id INTEGER PRIMARY KEY, score REAL)"
+    "CREATE TEMP TABLE IF NOT EXISTS widgetal_reorder "
+    "(item_id INTEGER PRIMARY KEY, score REAL, guess_label TEXT, guess_proba REAL)"
 )
-clear_scores_table_sqlite = sa.text("DELETE FROM widgetal_scores")
-insert_scores_sqlite = sa.text("INSERT INTO widgetal_scores (item_id, score) VALUES (:i, :s)")
+clear_scores_table_sqlite = sa.text("DELETE FROM widgetal_reorder")
+insert_scores_sqlite = sa.text(
+    "INSERT INTO widgetal_reorder (item_id, score, guess_label, guess_proba) "
+    "VALUES (:i, :s, :g, :p)"
+)
 apply_priorities_sqlite = sa.text(
-    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by "
-    "FROM widgetal_scores AS s "
+    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by, "
+    "guess_label = s.guess_label, guess_proba = s.guess_proba "
+    "FROM widgetal_reorder AS s "
     "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
 )
 
 # PostgreSQL: arrays unnested into a join, one chunk per statement, all in one transaction.
+# Without guesses their arrays are NULL, which unnest pads with NULLs.
 apply_priorities_postgresql = sa.text(
-    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by "
-    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[])) "
-    "AS s(item_id, score) "
+    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by, "
+    "guess_label = s.guess_label, guess_proba = s.guess_proba "
+    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[]), "
+    "CAST(:guess_labels AS text[]), CAST(:guess_probas AS double precision[])) "
+    "AS s(item_id, score, guess_label, guess_proba) "
     "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
 )
 

@@ -330,6 +330,7 @@ def score_pool(
     embeddings: Any = None,
     rng: np.random.Generator | None = None,
     n_members: int = 5,
+    proba: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score every pool item with the strategy called ``name``; higher = ask sooner.
 
@@ -351,6 +352,9 @@ def score_pool(
         For ``"random"`` and the committee's bootstraps; a fresh unseeded one if omitted.
     n_members : int, default=5
         Committee size.
+    proba : ndarray of shape (n_pool, n_classes), optional
+        ``estimator.predict_proba(X_pool)`` when the caller has it already (the orchestrator
+        publishes it as guesses), so that it is not computed twice.
 
     Returns
     -------
@@ -377,7 +381,8 @@ def score_pool(
         return vote_entropy(
             _committee_proba(estimator, X_pool, X_labelled, y_labelled, rng, n_members)
         )
-    proba = estimator.predict_proba(X_pool)
+    if proba is None:
+        proba = estimator.predict_proba(X_pool)
     if name == "density":
         if embeddings is None:
             embeddings = X_pool

@@ -1,0 +1,89 @@
+"""A labeller's (and a reviewer's) kernel stays lean: it imports neither pandas nor scikit-learn nor
+torch, because guesses come from the queue and tables are only built off the labelling path.
+
+Each check runs in a fresh interpreter, as a Voila kernel does; the database is prepared here, in
+the test process, where pandas is welcome (adding texts reads a table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from widgetal import Queue
+
+LABELS = ["negative", "positive"]
+HEAVY = ("pandas", "sklearn", "torch")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str, url: str) -> dict:
+    """Run ``code`` in a fresh interpreter (``url`` in scope); it must print one JSON line."""
+    heavy = f"[m for m in {HEAVY!r} if m in sys.modules]"
+    report = f"print(json.dumps({{'heavy': {heavy}, 'out': out}}))"
+    script = "import json, sys\nurl = sys.argv[1]\n" + code + "\n" + report
+    env = {k: v for k, v in os.environ.items()
+           if k != "QUERY_STRING" and not k.startswith("WIDGETAL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], cwd=REPO, capture_output=True, text=True,
+        timeout=120, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_labellers_kernel_labels_skips_and_undoes_without_pandas_sklearn_or_torch(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lean.db'}"
+    q = Queue(url, labels=LABELS)
+    q.add(["great film", "dull film", "fine film"])
+    ids = [i.item_id for i in q.items([1, 2, 3])]
+    q.reorder(ids, [0.9, 0.5, 0.1], ranked_by=1, guesses=(["positive"] * 3, [0.8, 0.6, 0.7]))
+    q.engine.dispose()
+
+    got = _run(
+        "from widgetal import Labeller, Queue\n"  # the package itself, as the label notebook does
+        "q = Queue(url)\n"
+        "w = Labeller(q, labeller='ana', show_guess=True, show_meta=True)\n"
+        "guess = w._guess.value\n"
+        "w.submit('positive')\n"
+        "w.skip()\n"
+        "w.undo()\n"
+        "back = w.item.text\n"
+        "w.submit('negative')\n"
+        "p = q.progress('ana')\n"
+        "out = {'guess': guess, 'back': back, 'mine': p.mine, 'message': w.message}\n",
+        url,
+    )
+    assert got["heavy"] == []
+    assert "<b>positive</b> (80%)" in got["out"]["guess"]
+    assert got["out"]["back"] == "dull film"  # the skip was undone: the text came back
+    assert got["out"]["mine"] == 2
+
+
+def test_a_reviewers_kernel_decides_without_pandas_sklearn_or_torch(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lean.db'}"
+    q = Queue(url, labels=LABELS)
+    q.configure(overlap=2)
+    q.add_person("rita", reviewer=True)
+    q.add(["a film"])
+    for who, label in (("ana", "negative"), ("bo", "positive")):
+        item = q.pop(who)
+        q.submit(item.item_id, label, who)
+    assert q.awaiting_review() == 1
+    q.engine.dispose()
+
+    got = _run(
+        "from widgetal import Queue\n"
+        "from widgetal.reviewing import Reviewer\n"
+        "q = Queue(url)\n"
+        "r = Reviewer(q, reviewer='rita')\n"
+        "r.decide('positive')\n"
+        "out = {'waiting': q.awaiting_review()}\n",
+        url,
+    )
+    assert got["heavy"] == []
+    assert got["out"]["waiting"] == 0
+    assert Queue(url).labelled()["label"].tolist() == ["positive"]
