@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import WidgetalError
-from .queue import DEFAULT_URL, Queue
+from .queue import Queue
 
 app = typer.Typer(
     help="Active-learning labelling: a SQL queue, a labelling app, and a retraining orchestrator.",
@@ -24,13 +24,25 @@ err = Console(stderr=True, soft_wrap=True)
 _FEATURIZER_HELP = "tfidf (words), tfidf-char (words + characters), or transformer:NAME_OR_PATH."
 
 DbOption = typer.Option(
-    None, "--db", help="Database URL (default: $WIDGETAL_DB_URL or sqlite:///widgetal.db)."
+    None, "--db", help="Database URL (default: $WIDGETAL_DB_URL, else the widgetal.json project "
+    "file here or in a parent folder, else sqlite:///widgetal.db)."
 )
+_MODELS_HELP = ("(default: $WIDGETAL_MODELS_DIR, else the project file's, else models)")
 
 
 def db_url(db: str | None) -> str:
-    """The database URL from --db, else $WIDGETAL_DB_URL, else the SQLite default."""
-    return db or os.environ.get("WIDGETAL_DB_URL") or DEFAULT_URL
+    """The database URL from --db, else $WIDGETAL_DB_URL, else the project file found here or
+    above (widgetal.json), else the SQLite default."""
+    from .projectfile import settings
+
+    return settings(db).db_url if db is None else db
+
+
+def models_folder(db: str | None, models_dir: Path | None) -> Path:
+    """--models-dir, else $WIDGETAL_MODELS_DIR, else the project file's (same database)."""
+    from .projectfile import settings
+
+    return settings(db, models_dir).models_dir
 
 
 def open_queue(db: str | None, **kwargs) -> Queue:
@@ -48,25 +60,69 @@ def init(
         None, help="When an item's K labels disagree: review (wait for a reviewer; the "
         "default) or majority (a strict majority is final; otherwise review)."
     ),
+    access: str | None = typer.Option(
+        None, help="Who may label: open (a name in the link is enough; the default), keys (a "
+        "personal secret link each: `widgetal labellers add`) or header (a sign-in proxy "
+        "sends the name in a header). Run init again to change it."
+    ),
+    header_name: str | None = typer.Option(
+        None, help="Header mode: the header carrying the signed-in name (X-Forwarded-User)."
+    ),
+    allow: str | None = typer.Option(
+        None, help="Header mode: comma-separated names allowed to label (default: anyone the "
+        "proxy signs in)."
+    ),
+    models_dir: Path | None = typer.Option(
+        None, help="Models folder recorded in the project file (default: models beside it)."
+    ),
     db: str | None = DbOption,
 ):
-    """Create the database (if needed) and store the label set and team settings."""
+    """Create the database (if needed), store the label set and team settings, and write the
+    widgetal.json project file beside it (so commands and notebooks in subfolders find it)."""
+    from . import access as access_mod
     from .project import check_on_disagreement, check_overlap
+    from .projectfile import write as write_project_file
 
     label_list = [x.strip() for x in labels.split(",")]
     if overlap is not None:  # checked before anything is created or stored
         check_overlap(overlap)
     if on_disagreement is not None:
         check_on_disagreement(on_disagreement)
-    q = open_queue(db, labels=label_list, instructions=instructions)
+    policy = None
+    if access is not None:
+        policy = access_mod.check_policy(
+            access, header_name, allow.split(",") if allow is not None else None)
+    elif header_name is not None or allow is not None:
+        raise typer.BadParameter("--header-name and --allow go with --access header.")
+    url = db_url(db)
+    q = open_queue(url, labels=label_list, instructions=instructions)
     q.configure(overlap=overlap, on_disagreement=on_disagreement)
+    if policy is not None:
+        access_mod.configure(q, policy)
     team = (f"; each item labelled by {q.overlap} labellers, disagreements: {q.on_disagreement}"
             if q.overlap > 1 else "")
     console.print(f"Project ready at {q.engine.url.render_as_string(hide_password=True)} "
                   f"with labels {q.labels}{team}.")
+    console.print(_access_text(access_mod.policy(q)), highlight=False)
+    # the environment already says where the database is (e.g. a container): no file then
+    if db is not None or not os.environ.get("WIDGETAL_DB_URL"):
+        written = write_project_file(url, models_dir)
+        if written is not None:
+            console.print(f"Project file: {written}", highlight=False)
 
 
-labellers_app = typer.Typer(help="The people who label: add, list, disable.",
+def _access_text(policy) -> str:
+    if policy.mode == "keys":
+        return ("Access: keys. Each labeller opens a personal link: `widgetal labellers add NAME` "
+                "prints it.")
+    if policy.mode == "header":
+        allowed = ", ".join(policy.allow) if policy.allow else "anyone the proxy signs in"
+        return (f"Access: header. The sign-in proxy sends the name in {policy.header}; "
+                f"allowed: {allowed}. `widgetal serve` passes the header to the app.")
+    return "Access: open. A name in the link (?labeller=NAME) is enough."
+
+
+labellers_app = typer.Typer(help="The people who label: add, list, disable, rotate.",
                             no_args_is_help=True)
 app.add_typer(labellers_app, name="labellers")
 
@@ -75,21 +131,72 @@ app.add_typer(labellers_app, name="labellers")
 def labellers_add(
     name: str = typer.Argument(..., help="The labeller's name."),
     reviewer: bool = typer.Option(False, "--reviewer", help="May also decide disagreements."),
+    url: str = typer.Option(
+        "http://127.0.0.1:8866/", envvar="WIDGETAL_APP_URL",
+        help="The app's address as labellers reach it, for the printed link.",
+    ),
     db: str | None = DbOption,
 ):
-    """Register a labeller (or a reviewer); adding a known name again changes the role."""
-    person = open_queue(db).add_person(name, reviewer=reviewer)
+    """Register a labeller (or a reviewer) and print their personal link (keys access);
+    adding a known name again changes the role and re-enables them, and keeps their key."""
+    from . import access
+
+    q = open_queue(db)
+    person = q.add_person(name, reviewer=reviewer)
     console.print(f"{person.name} is a {person.role}.")
+    if access.has_key(q, person.name):
+        console.print(f"{person.name}'s personal link is unchanged (only its hash is stored); "
+                      f"`widgetal labellers rotate {person.name}` makes a new one.",
+                      highlight=False)
+        return
+    _print_link(q, person, access.rotate_key(q, person.name), url)
+
+
+def _print_link(q: Queue, person, key: str, url: str) -> None:
+    from . import access
+
+    mode = access.policy(q).mode
+    console.print(f"Personal link for {person.name} (shown once: keep it secret, send it only "
+                  f"to them):", highlight=False)
+    console.print(f"  {access.key_link(url, key)}", highlight=False, soft_wrap=True)
+    if person.role == "reviewer":
+        console.print(f"  {access.key_link(url, key, review=True)}   (review disagreements)",
+                      highlight=False, soft_wrap=True)
+    if mode != "keys":
+        console.print(f"The project's access is {mode}: keys count once you run "
+                      "`widgetal init --labels ... --access keys`.", highlight=False)
+
+
+@labellers_app.command("rotate")
+def labellers_rotate(
+    name: str = typer.Argument(..., help="The labeller's name."),
+    url: str = typer.Option(
+        "http://127.0.0.1:8866/", envvar="WIDGETAL_APP_URL",
+        help="The app's address as labellers reach it, for the printed link.",
+    ),
+    db: str | None = DbOption,
+):
+    """Give someone a new personal link; the old one stops working at once."""
+    from . import access
+
+    q = open_queue(db)
+    key = access.rotate_key(q, name)
+    person = next(p for p in q.people() if p.name == name.strip())
+    console.print(f"{person.name}'s old link no longer works.")
+    _print_link(q, person, key, url)
 
 
 @labellers_app.command("list")
 def labellers_list(db: str | None = DbOption):
     """Everyone registered, with role, state and label count."""
+    from . import access
+
     q = open_queue(db)
     counts = q.progress().per_labeller
-    table = Table("name", "role", "active", "labels", "since (UTC)")
+    console.print(_access_text(access.policy(q)), highlight=False)
+    table = Table("name", "role", "active", "key", "labels", "since (UTC)")
     for p in q.people():
-        table.add_row(p.name, p.role, "yes" if p.active else "no",
+        table.add_row(p.name, p.role, "yes" if p.active else "no", "yes" if p.has_key else "no",
                       str(counts.get(p.name, 0)), f"{p.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
@@ -98,7 +205,8 @@ def labellers_list(db: str | None = DbOption):
 def labellers_disable(
     name: str = typer.Argument(..., help="The labeller's name."), db: str | None = DbOption
 ):
-    """Stop someone from reviewing (their labels stay)."""
+    """Stop someone from reviewing and, in keys or header access, from labelling (their
+    labels stay; `labellers add NAME` enables them again)."""
     person = open_queue(db).set_person_active(name, False)
     console.print(f"{person.name} is disabled.")
 
@@ -212,8 +320,8 @@ def orchestrate(
     min_new_labels: int = typer.Option(
         10, envvar="WIDGETAL_MIN_NEW_LABELS", help="Retrain once this many new labels arrived."
     ),
-    models_dir: Path = typer.Option(
-        Path("models"), envvar="WIDGETAL_MODELS_DIR", help="Where model files go."
+    models_dir: Path | None = typer.Option(
+        None, envvar="WIDGETAL_MODELS_DIR", help=f"Where model files go {_MODELS_HELP}."
     ),
     featurizer: str = typer.Option(
         "tfidf", envvar="WIDGETAL_FEATURIZER", help=_FEATURIZER_HELP
@@ -247,8 +355,8 @@ def orchestrate(
         wait_seconds = 120
     run = run_orchestrator(
         db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
-        models_dir=models_dir, featurizer=featurizer, strategy=strategy, explore=explore,
-        keep=keep, wait_seconds=wait_seconds,
+        models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
+        explore=explore, keep=keep, wait_seconds=wait_seconds,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")
@@ -267,13 +375,14 @@ def orchestrate(
 
 @app.command()
 def models(
-    models_dir: Path = typer.Option(
-        Path("models"), envvar="WIDGETAL_MODELS_DIR", help="The models folder."
+    models_dir: Path | None = typer.Option(
+        None, envvar="WIDGETAL_MODELS_DIR", help=f"The models folder {_MODELS_HELP}."
     ),
 ):
     """List saved models, oldest first: scores, label counts, featurizer, strategy."""
     from .models import list_models
 
+    models_dir = models_folder(None, models_dir)
     frame = list_models(models_dir)
     if frame.empty:
         console.print(f"No models in {models_dir} yet: run `widgetal orchestrate --once`.")
@@ -346,13 +455,33 @@ def serve(
         "127.0.0.1", help="Address to bind; 0.0.0.0 serves the network (put a proxy with "
         "authentication in front)."
     ),
-    models_dir: Path = typer.Option(Path("models"), help="Models folder (for model guesses)."),
+    models_dir: Path | None = typer.Option(
+        None, help=f"Models folder (for model guesses) {_MODELS_HELP}."
+    ),
     cull_idle_seconds: int = typer.Option(
         900, help="Shut down a closed page's kernel after this many idle seconds."
     ),
+    token: str | None = typer.Option(
+        None, envvar="WIDGETAL_VOILA_TOKEN",
+        help="Require Voila's token: the first visit needs ?token=TOKEN in the address.",
+    ),
+    max_kernels: int = typer.Option(
+        0, envvar="WIDGETAL_MAX_KERNELS",
+        help="Most pages open at once (each holds a kernel of ~150 MB); past it a page says "
+        "the app is full. 0: no cap.",
+    ),
+    show_guess: bool | None = typer.Option(
+        None, "--show-guess/--no-show-guess",
+        help="Show the model's guess (default: $WIDGETAL_SHOW_GUESS=1, else off).",
+    ),
+    show_meta: bool | None = typer.Option(
+        None, "--show-meta/--no-show-meta",
+        help="Show each text's other columns (default: $WIDGETAL_SHOW_META=1, else off).",
+    ),
     db: str | None = DbOption,
 ):
-    """Serve the labelling app with Voila: open http://IP:PORT/?labeller=NAME per labeller."""
+    """Serve the labelling app with Voila, to the people the project's access mode lets in."""
+    from . import access
     from .errors import NotInitialised
     from .serve import serve as run_voila
 
@@ -364,13 +493,30 @@ def serve(
             f"{where} has no label set yet: run `widgetal init --labels a,b` and "
             "`widgetal import FILE` first (with the same --db)."
         )
+    policy = access.policy(q)
     q.engine.dispose()
-    console.print(f"Serving the labelling app on http://{ip}:{port}/?labeller=YOUR_NAME "
-                  "(Ctrl+C stops it).")
-    code = run_voila(url, port=port, ip=ip, models_dir=models_dir,
-                     cull_idle_seconds=cull_idle_seconds)
+    console.print(_serving_text(policy, f"http://{ip}:{port}/", token), highlight=False)
+    code = run_voila(url, port=port, ip=ip, models_dir=models_folder(db, models_dir),
+                     cull_idle_seconds=cull_idle_seconds, token=token, max_kernels=max_kernels,
+                     header_envs=[policy.header] if policy.mode == "header" else [],
+                     show_guess=show_guess, show_meta=show_meta)
     if code not in (0, -2, -15, 130, 143):
         raise typer.Exit(code)
+
+
+def _serving_text(policy, base: str, token: str | None) -> str:
+    suffix = f"&token={token}" if token else ""
+    if policy.mode == "keys":
+        where = (f"Serving the labelling app on {base} (keys access): each labeller opens the "
+                 "personal link `widgetal labellers add NAME` printed")
+        where += f", with &token={token} added." if token else "."
+    elif policy.mode == "header":
+        where = (f"Serving the labelling app on {base} (header access): only through the "
+                 f"sign-in proxy, which sends the name in {policy.header}"
+                 + (f"; first visit {base}?token={token}." if token else "."))
+    else:
+        where = f"Serving the labelling app on {base}?labeller=YOUR_NAME{suffix}"
+    return where + " Ctrl+C stops it."
 
 
 @app.command()
@@ -382,13 +528,27 @@ def quickstart(
     sample: Path | None = typer.Option(
         None, help="A CSV with id,text[,label] columns (default: the bundled sample)."
     ),
+    labels: str | None = typer.Option(
+        None, help="Comma-separated label set, in order (needed when the sample has no label "
+        "column; default: the sample's labels)."
+    ),
+    show_guess: bool | None = typer.Option(
+        None, "--show-guess/--no-show-guess",
+        help="Show the model's guess (default: $WIDGETAL_SHOW_GUESS=1, else off).",
+    ),
+    show_meta: bool | None = typer.Option(
+        None, "--show-meta/--no-show-meta",
+        help="Show each text's other columns (default: $WIDGETAL_SHOW_META=1, else off).",
+    ),
     db: str | None = DbOption,
 ):
     """Import the sample, start the orchestrator and the labelling app (Ctrl+C stops both)."""
     from .quickstart import SAMPLE
     from .quickstart import quickstart as run_quickstart
 
-    code = run_quickstart(db_url(db), models_dir=models_dir, port=port, sample=sample or SAMPLE)
+    label_list = [x.strip() for x in labels.split(",")] if labels else None
+    code = run_quickstart(db_url(db), models_dir=models_dir, port=port, sample=sample or SAMPLE,
+                          labels=label_list, show_guess=show_guess, show_meta=show_meta)
     if code:
         raise typer.Exit(code)
 

@@ -9,28 +9,43 @@ import sys
 import threading
 from pathlib import Path
 
-from . import io, serve
+from . import io, projectfile, serve
+from .errors import InvalidInput
 from .queue import Queue
 
 SAMPLE = Path(__file__).with_name("data") / "sample.csv"
 
 
 def seed_project(
-    db_url: str, sample: str | Path = SAMPLE, seed_per_label: int = 10
+    db_url: str, sample: str | Path = SAMPLE, seed_per_label: int = 10,
+    labels: list[str] | None = None,
 ) -> tuple[Queue, int]:
     """Create (or reopen) the project and import the sample.
 
-    The sample carries a label for every text. Only ``seed_per_label`` of each label come in
-    labelled, so that the first model can train at once; the rest wait for a labeller.
-    Importing again adds nothing twice. Returns the queue and the number of texts added.
+    A sample with a ``label`` column: only ``seed_per_label`` of each label come in labelled,
+    so that the first model can train at once; the rest wait for a labeller; the label set is
+    ``labels`` (which must hold every label in the file) or the file's labels, sorted. A sample
+    without one needs ``labels``: nothing is invented. Importing again adds nothing twice.
+    Returns the queue and the number of texts added.
     """
     frame = io.read_table(sample)
     if "label" in frame.columns:
-        labels = sorted(v for v in frame["label"].unique() if v)
+        found = sorted(v for v in frame["label"].unique() if v)
+        missing = [v for v in found if labels and v not in labels]
+        if missing:
+            raise InvalidInput(
+                f"{sample}'s label column holds {missing}, which --labels {labels} lacks; "
+                "nothing was imported."
+            )
+        labels = labels or found
         seeds = frame.groupby("label").head(seed_per_label).index
         frame = frame.assign(label=frame["label"].where(frame.index.isin(seeds), ""))
-    else:
-        labels = ["negative", "positive"]
+    elif not labels:
+        raise InvalidInput(
+            f"{sample} has no label column, so widgetal cannot tell your label set: pass it, "
+            "e.g. `widgetal quickstart --sample FILE --labels negative,positive`. Nothing was "
+            "imported."
+        )
     q = Queue(db_url, labels=labels)
     has_label = "label" in frame.columns
     result = q.add(
@@ -52,13 +67,17 @@ def quickstart(
     interval_seconds: float = 15,
     min_new_labels: int = 5,
     ready: threading.Event | None = None,
+    labels: list[str] | None = None,
+    show_guess: bool | None = None,
+    show_meta: bool | None = None,
 ) -> int:
     """Seed the project, start the orchestrator and the labelling app, run until stopped.
 
     SIGINT (Ctrl+C) or SIGTERM stops both children cleanly; returns the worst exit code.
     """
     url = serve.absolute_sqlite_url(db_url)
-    q, added = seed_project(url, sample)
+    q, added = seed_project(url, sample, labels=labels)
+    projectfile.write(db_url, models_dir)  # notebooks and commands in subfolders find it
     progress = q.progress()
     print(
         f"Project {url}: {progress.total} texts ({added} new), {progress.done} labelled, "
@@ -74,7 +93,8 @@ def quickstart(
             "--min-new-labels", str(min_new_labels),
         ]
     )
-    app = serve.start(url, port=port, ip=ip, models_dir=models_dir)
+    app = serve.start(url, port=port, ip=ip, models_dir=models_dir, show_guess=show_guess,
+                      show_meta=show_meta)
     print(f"Label at http://{ip}:{port}/?labeller=YOUR_NAME  (Ctrl+C stops everything)", flush=True)
     stop = threading.Event()
 
