@@ -1,0 +1,198 @@
+"""Labelling-app benchmark: N labellers open their pages at the same moment, then label.
+
+    python benchmarks/labellers.py                    # N = 1, 10, 20 on SQLite
+    python benchmarks/labellers.py --counts 1,10,20,30 --seconds 30
+
+For each N it starts `widgetal serve` (real Voila) on a fresh SQLite project, opens N headless
+Chromium pages at once (Debian's /usr/bin/chromium; never a downloaded browser), and prints:
+page-ready time p50 / max (navigation until the first text shows), click-to-next-text p50 / p95
+while all N label for ``--seconds``, labels/s, memory per kernel (resident set of the kernel
+processes), items labelled twice, and how many kernels are still alive 10 s after every page
+closed. Figures only; the targets live in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+from widgetal import Queue
+
+app = typer.Typer(add_completion=False)
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+TEXT = ".widgetal-text"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kernels(server: int) -> list[int]:
+    """PIDs of the kernels (one per page) started under this server; other jobs' kernels on
+    the machine are not counted. (Kernels get sessions of their own, so ancestry decides.)"""
+    parent, kernels = {}, []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parent[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: ppid
+            if b"ipykernel_launcher" in cmd:
+                kernels.append(int(proc.name))
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            if pid == server:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return [k for k in kernels if under(k)]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _label_page(browser, base: str, name: str, seconds: float, ready: list, clicks: list,
+                start: threading.Barrier) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    start.wait()
+    t0 = time.perf_counter()
+    page.goto(f"{base}?labeller={name}", timeout=300_000)
+    page.wait_for_function(
+        "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
+        arg=TEXT, timeout=300_000,
+    )
+    ready.append(time.perf_counter() - t0)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            ms = page.evaluate(
+                """([sel]) => new Promise((resolve, reject) => {
+                    const el = document.querySelector(sel); const before = el.innerText;
+                    const timer = setTimeout(() => reject(new Error('timeout')), 20000);
+                    const t0 = performance.now();
+                    const obs = new MutationObserver(() => { if (el.innerText !== before) {
+                        obs.disconnect(); clearTimeout(timer); resolve(performance.now() - t0); }});
+                    obs.observe(el, {subtree: true, childList: true, characterData: true});
+                    document.querySelector('.widgetal-label-1').click();
+                })""",
+                [TEXT],
+            )
+        except Exception:  # noqa: BLE001 - queue empty or page gone: stop this labeller
+            break
+        clicks.append(ms)
+    context.close()
+
+
+def _run(n: int, seconds: float, workdir: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url = f"sqlite:///{workdir / f'bench{n}.db'}"
+    q = Queue(url, labels=["negative", "positive"])
+    q.add([f"benchmark text number {i}" for i in range(20_000)])
+    port = _free_port()
+    exe = shutil.which("widgetal") or sys.executable
+    cmd = [exe] if exe.endswith("widgetal") else [exe, "-m", "widgetal.cli"]
+    cmd += ["serve", "--port", str(port), "--db", url, "--models-dir", str(workdir / "models")]
+    log = open(workdir / f"voila{n}.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("widgetal serve did not start")
+            time.sleep(0.3)
+        ready: list[float] = []
+        clicks: list[float] = []
+        # One browser per page thread: Playwright's sync API is not shared across threads.
+        start = threading.Barrier(n)
+        threads = []
+
+        def one(i: int) -> None:
+            with sync_playwright() as pw:
+                b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                _label_page(b, f"http://127.0.0.1:{port}/", f"l{i}", seconds, ready, clicks,
+                            start)
+                b.close()
+
+        for i in range(n):
+            t = threading.Thread(target=one, args=(i,))
+            t.start()
+            threads.append(t)
+        peak_kernels: list[int] = []
+        rss: list[float] = []
+        while any(t.is_alive() for t in threads):
+            live = _kernels(server.pid)
+            if len(live) >= len(peak_kernels):
+                peak_kernels = live
+                rss = [_rss_mb(k) for k in live]
+            time.sleep(1)
+        for t in threads:
+            t.join()
+        closed_at = time.monotonic()
+        time.sleep(10)
+        left = _kernels(server.pid)
+        labelled = q.labelled()
+        twice = int(labelled.item_id.duplicated().sum())
+        rq = statistics.quantiles(clicks, n=20) if len(clicks) >= 20 else [float("nan")] * 19
+        print(
+            f"N={n:>2}: page ready p50 {statistics.median(ready):.1f} s, max {max(ready):.1f} s; "
+            f"click-to-next p50 {statistics.median(clicks):.0f} ms, p95 {rq[18]:.0f} ms; "
+            f"{len(clicks) / seconds:.1f} labels/s; kernel RSS "
+            f"{statistics.median(rss) if rss else float('nan'):.0f} MB "
+            f"({len(peak_kernels)} kernels); labelled twice: {twice}; "
+            f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: {len(left)}"
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        q.engine.dispose()
+
+
+@app.command()
+def main(
+    counts: str = typer.Option("1,10,20", help="Numbers of labellers opening pages at once."),
+    seconds: float = typer.Option(30, help="How long every page labels."),
+):
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"needs Debian's chromium at {CHROMIUM}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(c) for c in counts.split(",")]:
+            _run(n, seconds, Path(tmp))
+
+
+if __name__ == "__main__":
+    app()
