@@ -311,7 +311,7 @@ def test_keys_work_in_jupyterlab_without_triggering_its_shortcuts(tmp_path, brow
 
     url = f"sqlite:///{tmp_path / 'lab.db'}"
     q = Queue(url, labels=["negative", "positive"])
-    q.add(["lab one", "lab two", "lab three"])
+    q.add(["lab one", "lab two", "lab three", "lab four", "lab five", "lab six"])
     shutil.copy(LABEL_NOTEBOOK, tmp_path / "label.ipynb")
     port = _free_port()
     env = {**os.environ, "WIDGETAL_DB_URL": url, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
@@ -361,7 +361,45 @@ def test_keys_work_in_jupyterlab_without_triggering_its_shortcuts(tmp_path, brow
             page.keyboard.press("Escape")  # command mode: the keys are the widget's again
             assert _after(page, _key(page, "2")) == "lab three"
             assert page.locator(".jp-MarkdownCell").count() == 0
-        assert _db(q) == [("lab one", "negative", "jo"), ("lab two", "positive", "jo")]
+
+            # A second app on the page (a new cell): one key press, one app acts. (textContent:
+            # JupyterLab skips rendering cells scrolled out of view, so their innerText is empty.)
+            page.keyboard.press("b")  # not a widget key: JupyterLab inserts a cell below
+            page.keyboard.press("Enter")
+            page.keyboard.type("from widgetal import Labeller, Queue; import os; "
+                               "Labeller(Queue(os.environ['WIDGETAL_DB_URL']), labeller='kim')")
+            page.keyboard.press("Control+Enter")  # run it; command mode, no new cell
+            texts = page.locator(TEXT)
+            page.wait_for_function(
+                "sel => [...document.querySelectorAll(sel)].filter(e => e.textContent.trim())"
+                ".length == 2", arg=TEXT, timeout=LOAD_MS,
+            )
+            jo, kim = texts.nth(0), texts.nth(1)
+            assert (jo.text_content().strip(), kim.text_content().strip()) == (
+                "lab three", "lab four")
+            live = page.locator(".widgetal-keys")
+            page.wait_for_function(
+                "() => { const c = document.querySelectorAll('.widgetal-keys');"
+                " return c.length == 2 && !c[0].classList.contains('widgetal-keys-live')"
+                " && c[1].classList.contains('widgetal-keys-live') }"
+            )
+            _key(page, "1")()  # the newest app, kim's, owns the keys
+            page.wait_for_function(
+                "sel => document.querySelectorAll(sel)[1].textContent.trim() == 'lab five'",
+                arg=TEXT,
+            )
+            jo.click()  # clicking into jo's app gives it the keys
+            assert "keys live" in live.nth(0).inner_text()
+            assert "keys live" not in live.nth(1).inner_text()
+            _key(page, "2")()
+            page.wait_for_function(
+                "sel => document.querySelectorAll(sel)[0].textContent.trim() == 'lab six'",
+                arg=TEXT,
+            )
+            page.wait_for_timeout(1000)
+            assert kim.text_content().strip() == "lab five"  # kim's app did not act on it
+        assert _db(q) == [("lab one", "negative", "jo"), ("lab two", "positive", "jo"),
+                          ("lab four", "negative", "kim"), ("lab three", "positive", "jo")]
     finally:
         q.engine.dispose()
 
