@@ -283,6 +283,64 @@ def test_the_page_loads_nothing_from_outside_and_closing_it_stops_its_kernel(app
     assert f"Kernel shutdown: {kernel_id}" in log.read_text()
 
 
+def _kernel_id(page) -> str:
+    return page.evaluate(
+        "JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId"
+    )
+
+
+def _wait_for_pool(log: Path, size: int, timeout: float = 120) -> None:
+    """Until Voila says its pool holds ``size`` started kernels."""
+    deadline = time.monotonic() + timeout
+    while f"is filled with {size} kernel(s)" not in log.read_text():
+        assert time.monotonic() < deadline, "the kernel pool did not fill"
+        time.sleep(0.5)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
+def test_pooled_kernels_serve_each_labeller_by_name_and_stop_when_the_page_closes(
+    tmp_path, browser
+):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    q = Queue(url, labels=["negative", "positive"])
+    q.add([f"text number {i:03d}" for i in range(40)])
+    port = _free_port()
+    exe = shutil.which("widgetal")
+    cmd = [exe] if exe else [sys.executable, "-m", "widgetal.cli"]
+    cmd += ["serve", "--port", str(port), "--db", url, "--models-dir", str(tmp_path / "models"),
+            "--pool", "2"]
+    log = tmp_path / "voila.log"
+    try:
+        with _server(cmd, port, log, cwd=tmp_path):
+            _wait_for_pool(log, 2)  # both kernels started before any page is asked for
+            base = f"http://127.0.0.1:{port}/"
+            ana, bo = _open(browser, base, "ana"), _open(browser, base, "bo")
+            for page, name in ((ana, "ana"), (bo, "bo")):
+                assert f"Labelling as {name}" in page.inner_text(".widgetal-labeller")
+                assert f"Using pre-heated kernel: {_kernel_id(page)}" in log.read_text()
+            assert _kernel_id(ana) != _kernel_id(bo)
+            assert _shown(ana) != _shown(bo)
+            _after(ana, _click(ana, ".widgetal-label-1"))
+            _after(bo, _click(bo, ".widgetal-label-2"))
+            assert sorted((lab, who) for _t, lab, who in _db(q)) == [
+                ("negative", "ana"), ("positive", "bo")]
+
+            kernel_id = _kernel_id(ana)
+            ana.close(run_before_unload=True)  # as closing the tab
+            deadline = time.monotonic() + 10
+            while _kernel_alive(kernel_id) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _kernel_alive(kernel_id), "the closed page's kernel still runs 10 s later"
+            assert _kernel_alive(_kernel_id(bo))
+            text = log.read_text()
+            assert f"Kernel shutdown: {kernel_id}" in text
+            assert "_xsrf' argument missing" not in text
+    finally:
+        q.engine.dispose()
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(420)
 @needs_browser
@@ -416,7 +474,11 @@ def test_voila_is_run_for_many_labellers_without_showing_code():
                 "--show_tracebacks=False", "--MappingKernelManager.cull_idle_timeout=120",
                 "--MappingKernelManager.cull_connected=False"]:
         assert arg in cmd
-    assert not any("preheat" in a for a in cmd)  # pooled kernels would not see ?labeller=
+    # a pool of pre-started kernels by default; they wait for their page's ?labeller= (below)
+    assert "--VoilaConfiguration.preheat_kernel=True" in cmd
+    off = voila_command(pool=0)
+    assert not any("preheat" in a or "pool_size" in a for a in off)
+    assert "--VoilaConfiguration.default_pool_size=3" in voila_command(pool=3)
 
 
 def test_kernels_get_an_absolute_database_path(tmp_path, monkeypatch):
@@ -446,7 +508,18 @@ def test_voila_serves_widgetals_template_and_sets_the_xsrf_cookie_before_the_ker
     assert "--template=widgetal" in cmd
     assert (SHARE / "voila" / "templates" / "widgetal" / "index.html.j2").exists()
     assert f"--Voila.config_file_paths={SHARE / 'config'}" in cmd
-    assert "set_xsrf_cookie" in (SHARE / "config" / "voila.py").read_text()
+    # the page handler sets the cookie (no prelaunch_hook: Voila refuses one with the pool)
+    assert "voila_page.install()" in (SHARE / "config" / "voila.py").read_text()
+    assert "prelaunch_hook =" not in (SHARE / "config" / "voila.py").read_text()
+    from voila.handler import VoilaHandler
+
+    from widgetal import voila_page
+
+    voila_page.install()
+    voila_page.install()  # once is enough; a second call changes nothing
+    patched = VoilaHandler.prepare
+    voila_page.install()
+    assert VoilaHandler.prepare is patched and VoilaHandler._widgetal_patched
     assert kernel_environment("sqlite://")["JUPYTER_PATH"].split(os.pathsep)[0] == str(SHARE)
 
     class Handler:  # tornado sets the _xsrf cookie when the token is first asked for

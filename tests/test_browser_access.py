@@ -16,7 +16,9 @@ from test_browser import (
     _after,
     _click,
     _free_port,
+    _kernel_id,
     _server,
+    _wait_for_pool,
     browser,  # noqa: F401 - the fixture
     needs_browser,
 )
@@ -110,6 +112,29 @@ def test_keys_access_labels_under_the_keys_name_and_refuses_bad_keys(tmp_path, b
             assert "not valid" in _refused(browser, access.key_link(base, ana_key[:-2] + "xy"))
             assert "disabled" in _refused(browser, access.key_link(base, bo_key))
             assert _leases(q) == {"ana"} and _labels(q) == [("ana", "positive")]  # none popped
+    finally:
+        q.engine.dispose()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+@needs_browser
+def test_keys_access_identifies_by_key_in_a_pooled_kernel(tmp_path, browser):  # noqa: F811
+    q, url = _project(tmp_path, access.AccessPolicy("keys"))
+    q.add_person("ana")
+    ana_key = access.rotate_key(q, "ana")
+    server, base = _serve(url, tmp_path, "--pool", "2")
+    log = tmp_path / "voila.log"
+    try:
+        with server:
+            _wait_for_pool(log, 2)  # the kernel starts before the page (and its key) exists
+            page = _labelling(browser, access.key_link(base, ana_key) + "&labeller=mallory")
+            assert "Labelling as ana" in page.inner_text(".widgetal-labeller")
+            assert f"Using pre-heated kernel: {_kernel_id(page)}" in log.read_text()
+            _after(page, _click(page, ".widgetal-label-2"))
+            assert _labels(q) == [("ana", "positive")]
+            assert "personal link" in _refused(browser, f"{base}?labeller=mallory")
+            assert _labels(q) == [("ana", "positive")] and _leases(q) == {"ana"}
     finally:
         q.engine.dispose()
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .errors import WidgetalError
 from .queue import Queue
+from .serve import DEFAULT_POOL
 
 app = typer.Typer(
     help="Active-learning labelling: a SQL queue, a labelling app, and a retraining orchestrator.",
@@ -478,6 +479,12 @@ def serve(
         None, "--show-meta/--no-show-meta",
         help="Show each text's other columns (default: $WIDGETAL_SHOW_META=1, else off).",
     ),
+    pool: int = typer.Option(
+        DEFAULT_POOL, envvar="WIDGETAL_POOL",
+        help="Kernels kept started ahead of pages, so a page need not wait for one (each idle "
+        "one holds ~150 MB; not counted by --max-kernels). 0: start each page's kernel on "
+        "demand.",
+    ),
     db: str | None = DbOption,
 ):
     """Serve the labelling app with Voila, to the people the project's access mode lets in."""
@@ -499,7 +506,7 @@ def serve(
     code = run_voila(url, port=port, ip=ip, models_dir=models_folder(db, models_dir),
                      cull_idle_seconds=cull_idle_seconds, token=token, max_kernels=max_kernels,
                      header_envs=[policy.header] if policy.mode == "header" else [],
-                     show_guess=show_guess, show_meta=show_meta)
+                     show_guess=show_guess, show_meta=show_meta, pool=pool)
     if code not in (0, -2, -15, 130, 143):
         raise typer.Exit(code)
 

@@ -3,7 +3,9 @@
 Each page gets its own kernel (Voila's default), so labellers never share widget state; the
 database is what they share. Kernels of closed or idle tabs are culled, sources are stripped
 so labellers see the app and not the code, and the database URL reaches every kernel through
-the environment.
+the environment. A pool of pre-started kernels (``pool``, Voila's ``preheat_kernel``) lets a
+page take a kernel that has already imported widgetal and opened the database; the kernel then
+waits for its page's request (query string, headers) before deciding who labels.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ LABEL_NOTEBOOK = Path(__file__).with_name("notebooks") / "label.ipynb"
 SHARE = Path(__file__).with_name("share")  # widgetal's Voila template and Voila config file
 TEMPLATE = "widgetal"  # SHARE/voila/templates/widgetal: the lab template, every asset local
 MODELS_NOTEBOOK = Path(__file__).with_name("notebooks") / "models.ipynb"
+# Pre-started kernels kept waiting for pages. Each idle one costs a kernel's memory (about
+# 150 MB, see the README's Performance section), so 4 is 0.6 GB for four pages that open at once
+# without waiting for a kernel start; a class that opens 20 pages together wants --pool 20 (3 GB).
+DEFAULT_POOL = 4
 
 
 def voila_command(
@@ -29,6 +35,7 @@ def voila_command(
     token: str | None = None,
     max_kernels: int = 0,
     header_envs: Sequence[str] = (),
+    pool: int = DEFAULT_POOL,
 ) -> list[str]:
     """The Voila command line for the labelling app.
 
@@ -49,6 +56,11 @@ def voila_command(
         "the app is full" page (:mod:`widgetal.kernel_cap`).
     header_envs : sequence of str
         Request headers Voila hands to each kernel's environment (header access mode).
+    pool : int
+        Kernels started ahead of pages (Voila's ``preheat_kernel`` with ``pool_size``); 0 starts
+        each page's kernel when the page is asked for. A pooled kernel runs the notebook up to
+        ``access.page_identity``, which waits for the page's query string and headers (Voila's
+        ``wait_for_request``). Pooled kernels do not count toward ``max_kernels``.
     """
     notebook = Path(notebook or LABEL_NOTEBOOK)
     return [
@@ -65,7 +77,16 @@ def voila_command(
         f"--template={TEMPLATE}",  # found through JUPYTER_PATH (kernel_environment)
         *voila_config_paths(),
         *access_options(token, max_kernels, header_envs),
+        *pool_options(pool),
     ]
+
+
+def pool_options(pool: int = DEFAULT_POOL) -> list[str]:
+    """Voila options for a pool of ``pool`` pre-started kernels (none for 0)."""
+    if not pool or int(pool) <= 0:
+        return []
+    return ["--VoilaConfiguration.preheat_kernel=True",
+            f"--VoilaConfiguration.default_pool_size={int(pool)}"]
 
 
 def access_options(
@@ -123,12 +144,13 @@ def start(
     header_envs: Sequence[str] = (),
     show_guess: bool | None = None,
     show_meta: bool | None = None,
+    pool: int = DEFAULT_POOL,
     **popen_kwargs,
 ) -> subprocess.Popen:
     """Start Voila in the background and return its process (the caller stops it)."""
     return subprocess.Popen(
         voila_command(port, ip, notebook, cull_idle_seconds, token=token,
-                      max_kernels=max_kernels, header_envs=header_envs),
+                      max_kernels=max_kernels, header_envs=header_envs, pool=pool),
         env=kernel_environment(db_url, models_dir, show_guess=show_guess, show_meta=show_meta),
         **popen_kwargs,
     )
@@ -145,7 +167,8 @@ def serve(
     """Run Voila in the foreground until it exits or is stopped; returns its exit code.
 
     SIGTERM and SIGINT are passed on, so Voila shuts its kernels down cleanly. ``options``:
-    ``token``, ``max_kernels``, ``header_envs``, ``show_guess``, ``show_meta`` of :func:`start`.
+    ``token``, ``max_kernels``, ``header_envs``, ``show_guess``, ``show_meta``, ``pool`` of
+    :func:`start`.
     """
     proc = start(db_url, port, ip, models_dir, cull_idle_seconds=cull_idle_seconds, **options)
 
@@ -162,7 +185,8 @@ def serve(
 
 def voila_config_paths() -> list[str]:
     """Where Voila looks for its config (voila.py): its usual folders first (the current folder,
-    then Jupyter's config path), then widgetal's own, which sets :func:`set_xsrf_cookie`."""
+    then Jupyter's config path), then widgetal's own, which installs
+    :mod:`widgetal.voila_page` (the XSRF cookie on the page, the pool with the kernel cap)."""
     from jupyter_core.paths import jupyter_config_path
 
     paths = [os.getcwd(), *jupyter_config_path(), str(SHARE / "config")]
@@ -170,17 +194,19 @@ def voila_config_paths() -> list[str]:
 
 
 def set_xsrf_cookie(handler, notebook=None, cwd=None):
-    """Voila's prelaunch hook: give the page the XSRF cookie its shutdown call needs.
+    """Give the page the XSRF cookie its shutdown call needs (a ``prelaunch_hook`` signature;
+    the packaged config now sets the cookie from the page handler instead, see
+    :mod:`widgetal.voila_page`, since Voila refuses a prelaunch hook with the kernel pool).
 
     On closing the tab, Voila 0.5's page posts ``/voila/api/shutdown/KERNEL`` with ``_xsrf``
     read from the ``_xsrf`` cookie, and jupyter_server refuses a POST without it (``403 ...
     '_xsrf' argument missing``). Voila's page handler never asks for the token, so tornado
     never sets the cookie and every closed tab's kernel lived until culled. Asking for the
     token sets the cookie on the page's response; XSRF checks stay on for every request.
-    (Voila runs the hook before starting the page's kernel; it cannot be combined with
-    ``preheat_kernel``.)
     """
-    handler.xsrf_token  # noqa: B018 - the property sets the cookie when the request has none
+    from .voila_page import set_xsrf_cookie as set_cookie
+
+    set_cookie(handler)
     return None  # the notebook unchanged
 
 

@@ -3,7 +3,10 @@
 A voila.py in the folder serve runs from, or in a Jupyter config folder, takes precedence.
 """
 
-from widgetal.serve import set_xsrf_cookie
+from widgetal import voila_page
 
-# The page sets the XSRF cookie that Voila's shutdown-on-close call sends back (see serve.py).
-c.VoilaConfiguration.prelaunch_hook = set_xsrf_cookie  # noqa: F821 - `c` is the loader's config
+# The page's response sets the XSRF cookie that Voila's shutdown-on-close call sends back
+# (upstream bug voila#1458), with or without the kernel pool, and a page takes a pooled kernel
+# only when it is ready and the kernel cap has room (see widgetal/voila_page.py). This replaces
+# the former prelaunch_hook, which Voila refuses together with preheat_kernel (`--pool`).
+voila_page.install()
