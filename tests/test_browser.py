@@ -532,3 +532,16 @@ def test_voila_serves_widgetals_template_and_sets_the_xsrf_cookie_before_the_ker
 
     assert set_xsrf_cookie(Handler(), notebook={"cells": []}, cwd=str(tmp_path)) is None
     assert Handler.asked == 1
+
+
+def test_pooled_kernels_reach_voila_where_it_listens(monkeypatch):
+    """A pooled kernel asks Voila for its page's request at VOILA_APP_IP."""
+    from unittest import mock
+
+    from widgetal import serve
+
+    for ip, expected in (("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"),
+                         ("10.1.2.3", "10.1.2.3"), ("::1", "[::1]")):
+        with mock.patch("subprocess.Popen") as popen:
+            serve.start("sqlite://", ip=ip, pool=2)
+        assert popen.call_args.kwargs["env"]["VOILA_APP_IP"] == expected

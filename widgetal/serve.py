@@ -148,10 +148,15 @@ def start(
     **popen_kwargs,
 ) -> subprocess.Popen:
     """Start Voila in the background and return its process (the caller stops it)."""
+    env = kernel_environment(db_url, models_dir, show_guess=show_guess, show_meta=show_meta)
+    # A pooled kernel fetches its page's request from Voila at VOILA_APP_IP (Voila's default
+    # 127.0.0.1, which a server bound to one other address does not answer).
+    app_ip = "127.0.0.1" if ip in ("", "0.0.0.0", "::", "localhost") else ip
+    env["VOILA_APP_IP"] = f"[{app_ip}]" if ":" in app_ip else app_ip  # an IPv6 address
     return subprocess.Popen(
         voila_command(port, ip, notebook, cull_idle_seconds, token=token,
                       max_kernels=max_kernels, header_envs=header_envs, pool=pool),
-        env=kernel_environment(db_url, models_dir, show_guess=show_guess, show_meta=show_meta),
+        env=env,
         **popen_kwargs,
     )
 
