@@ -2,13 +2,16 @@
 
     python benchmarks/labellers.py                    # N = 1, 10, 20 on SQLite
     python benchmarks/labellers.py --counts 1,10,20,30 --seconds 30
+    python benchmarks/labellers.py --pool 0                 # no pre-started kernels
 
 For each N it starts `widgetal serve` (real Voila) on a fresh SQLite project, opens N headless
 Chromium pages at once (Debian's /usr/bin/chromium; never a downloaded browser), and prints:
 page-ready time p50 / max (navigation until the first text shows), click-to-next-text p50 / p95
 while all N label for ``--seconds``, labels/s, memory per kernel (resident set of the kernel
 processes), items labelled twice, and how many kernels are still alive 10 s after every page
-closed. Figures only; the targets live in the README.
+closed (each page is closed as a tab is, so Voila's page asks for its kernel's shutdown; the
+pool's kernels are meant to stay and are counted apart). With ``--pool P`` (serve's option) the
+pages open once P kernels are started. Figures only; the targets live in the README.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import typer
 
 from widgetal import Queue
+from widgetal.serve import DEFAULT_POOL
 
 app = typer.Typer(add_completion=False)
 CHROMIUM = "/usr/bin/chromium"
@@ -64,6 +68,30 @@ def _kernels(server: int) -> list[int]:
         return False
 
     return [k for k in kernels if under(k)]
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _wait_until_quiet(server: int, timeout: float = 300) -> None:
+    """Until the server's kernels stop using CPU: "pool filled" in Voila's log means started,
+    not yet through the notebook's imports (up to where each waits for its page)."""
+    deadline = time.monotonic() + timeout
+    before = _cpu_ticks(_kernels(server))
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = _cpu_ticks(_kernels(server))
+        if now - before < 10:  # under 0.1 CPU-second in 2 s, all kernels together
+            return
+        before = now
 
 
 def _rss_mb(pid: int) -> float:
@@ -106,10 +134,12 @@ def _label_page(browser, base: str, name: str, seconds: float, ready: list, clic
         except Exception:  # noqa: BLE001 - queue empty or page gone: stop this labeller
             break
         clicks.append(ms)
+    page.close(run_before_unload=True)  # as a labeller closes the tab (Voila's shutdown call)
+    time.sleep(1)  # let the shutdown request leave before the browser goes
     context.close()
 
 
-def _run(n: int, seconds: float, workdir: Path) -> None:
+def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
     from playwright.sync_api import sync_playwright
 
     url = f"sqlite:///{workdir / f'bench{n}.db'}"
@@ -118,7 +148,8 @@ def _run(n: int, seconds: float, workdir: Path) -> None:
     port = _free_port()
     exe = shutil.which("widgetal") or sys.executable
     cmd = [exe] if exe.endswith("widgetal") else [exe, "-m", "widgetal.cli"]
-    cmd += ["serve", "--port", str(port), "--db", url, "--models-dir", str(workdir / "models")]
+    cmd += ["serve", "--port", str(port), "--db", url, "--models-dir", str(workdir / "models"),
+            "--pool", str(pool)]
     log = open(workdir / f"voila{n}.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -127,6 +158,12 @@ def _run(n: int, seconds: float, workdir: Path) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("widgetal serve did not start")
             time.sleep(0.3)
+        filled = f"is filled with {pool} kernel(s)"  # the pool is full before pages open
+        while pool and filled not in (workdir / f"voila{n}.log").read_text():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the kernel pool did not fill")
+            time.sleep(0.3)
+        _wait_until_quiet(server.pid)  # pooled kernels have run the notebook up to the page
         ready: list[float] = []
         clicks: list[float] = []
         # One browser per page thread: Playwright's sync API is not shared across threads.
@@ -159,6 +196,10 @@ def _run(n: int, seconds: float, workdir: Path) -> None:
         left = _kernels(server.pid)
         labelled = q.labelled()
         twice = int(labelled.item_id.duplicated().sum())
+        if not ready or not clicks:
+            print(f"N={n:>2}: {len(ready)} of {n} pages ready within 300 s; "
+                  f"{len(clicks)} clicks; kernels alive 10 s after closing: {len(left)}")
+            return
         rq = statistics.quantiles(clicks, n=20) if len(clicks) >= 20 else [float("nan")] * 19
         print(
             f"N={n:>2}: page ready p50 {statistics.median(ready):.1f} s, max {max(ready):.1f} s; "
@@ -166,7 +207,8 @@ def _run(n: int, seconds: float, workdir: Path) -> None:
             f"{len(clicks) / seconds:.1f} labels/s; kernel RSS "
             f"{statistics.median(rss) if rss else float('nan'):.0f} MB "
             f"({len(peak_kernels)} kernels); labelled twice: {twice}; "
-            f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: {len(left)}"
+            f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: "
+            f"{max(len(left) - pool, 0)} beyond the pool of {pool} ({len(left)} in all)"
         )
     finally:
         server.send_signal(signal.SIGTERM)
@@ -186,12 +228,14 @@ def _run(n: int, seconds: float, workdir: Path) -> None:
 def main(
     counts: str = typer.Option("1,10,20", help="Numbers of labellers opening pages at once."),
     seconds: float = typer.Option(30, help="How long every page labels."),
+    pool: int = typer.Option(DEFAULT_POOL, help="widgetal serve --pool: pre-started kernels "
+                             "(0: off). The pages open once the pool is full."),
 ):
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Debian's chromium at {CHROMIUM}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(c) for c in counts.split(",")]:
-            _run(n, seconds, Path(tmp))
+            _run(n, seconds, Path(tmp), pool)
 
 
 if __name__ == "__main__":
