@@ -473,10 +473,21 @@ def test_undoing_a_skip_of_a_text_others_finished_says_so_and_moves_on(queue):
     assert taken.item_id == skipped.item_id
     queue.submit(taken.item_id, "negative", "bob")
 
-    with pytest.raises(NothingToUndo, match="labelled by others"):
+    with pytest.raises(NothingToUndo, match="gone to others"):
         queue.undo("ana")
     assert queue.undo("ana").item_id == first.item_id  # the skip is gone: the label is next
     assert queue.events().event.tolist()[-2:] == ["undo-skip", "undo"]
+
+
+def test_undoing_a_skip_never_takes_the_text_from_another_labellers_screen(queue):
+    queue.add(_texts(2))
+    skipped = queue.pop("ana")
+    queue.skip(skipped.item_id, "ana")
+    assert queue.pop("bob").item_id == skipped.item_id  # on bob's screen now
+    with pytest.raises(NothingToUndo, match="gone to others"):
+        queue.undo("ana")
+    assert queue.pop("bob").item_id == skipped.item_id  # still bob's
+    queue.submit(skipped.item_id, "positive", "bob")
 
 
 def test_undo_of_a_skip_under_overlap_hands_back_a_slot(queue):

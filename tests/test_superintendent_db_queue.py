@@ -9,7 +9,8 @@ adaptation says so in an ``ADAPTED:`` comment:
 - inputs are non-empty texts (superintendent also draws booleans, numbers, arrays and data
   frames; widgetal labels texts and refuses empty ones), drawn without repeats (the adapter
   stores the same text once: see the class notes), and without NUL characters (PostgreSQL
-  cannot store them; ``test_a_nul_character_is_refused_on_postgresql`` checks the message);
+  cannot store them, and widgetal refuses them on SQLite too;
+  ``test_a_nul_character_is_refused_on_postgresql`` checks the message);
 - labels are the project's class names (superintendent draws any text; widgetal refuses a
   label outside the label set);
 - where superintendent expects a pandas or numpy container back, the adapter gives texts.
@@ -393,11 +394,8 @@ def test_non_text_inputs_and_empty_texts_are_refused_and_add_nothing(backend):
 
 
 def test_a_nul_character_is_refused_on_postgresql(backend):
+    # Refused on SQLite too, so that one file means the same on both databases.
     with q_context(backend) as q:
-        if backend == "postgresql":
-            with pytest.raises(InvalidInput, match="NUL character"):
-                q.enqueue(["fine", "nul\x00here"])
-            assert len(q) == 0
-        else:  # SQLite stores it
-            q.enqueue(["nul\x00here"])
-            assert q.pop()[1] == "nul\x00here"
+        with pytest.raises(InvalidInput, match="NUL character"):
+            q.enqueue(["fine", "nul\x00here"])
+        assert len(q) == 0

@@ -366,8 +366,11 @@ class Queue:
             conn.execute(sql.release_lease, params)
             conn.execute(sql.delete_lease, params)
 
-    def undo(self, labeller: str) -> Item:
+    def undo(self, labeller: str, skips: bool = True) -> Item:
         """Take back this labeller's latest action, a label or a skip, and hand its item back.
+
+        With ``skips=False`` only labels are taken back (superintendent's semantics, for its
+        adapter: there a skip is not an action one undoes).
 
         The label (or skip) stays in the history, marked undone, and the item is leased to the
         labeller. Any other item the labeller held is released to the queue. A label under a
@@ -380,7 +383,8 @@ class Queue:
         gone = None
         with self.db.write() as conn:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
-            skipped = conn.execute(sql.find_latest_skip, {"labeller": labeller}).first()
+            skipped = (conn.execute(sql.find_latest_skip, {"labeller": labeller}).first()
+                       if skips else None)
             if skipped is not None and (latest is None or skipped.created_at >= latest.created_at):
                 item = self._undo_skip(conn, labeller, skipped, now)
                 if item is not None:
@@ -393,14 +397,15 @@ class Queue:
             else:
                 return self._undo_label(conn, labeller, latest, now)
         raise NothingToUndo(
-            f"Your skip of item {gone} was taken back, but that text has meanwhile been "
-            "labelled by others, so it cannot come back. Press Undo again to take back your "
-            "action before it."
+            f"Your skip of item {gone} was taken back, but that text has meanwhile gone to "
+            "others (labelled, or on another labeller's screen), so it cannot come back. "
+            "Press Undo again to take back your action before it."
         )
 
     def _undo_skip(self, conn: sa.Connection, labeller: str, skipped: Any,
                    now: datetime) -> Item | None:
-        """Mark the skip undone and lease its item to the labeller; None if it is done."""
+        """Mark the skip undone and lease its item to the labeller; None if it is done or
+        another labeller holds it."""
         item_id = skipped.item_id
         conn.execute(sql.lock_item, {"item_id": item_id})
         conn.execute(sql.mark_skip_undone, {"skip_id": skipped.id, "now": now})
@@ -410,7 +415,8 @@ class Queue:
                   "now": now}
         self._release_other_lease(conn, labeller, item_id, now)
         if self._overlap(conn, fresh=True) == 1:
-            conn.execute(sql.lease_item, params)
+            if conn.execute(sql.lease_item, {**params, "now": now}).rowcount == 0:
+                return None  # another labeller holds it now
         else:
             conn.execute(sql.delete_lease, params)
             conn.execute(sql.insert_lease, params)

@@ -188,7 +188,9 @@ mark_skip_undone = (
 # a pop does; a lease someone else held on it passes to them.
 lease_item = (
     items.update()
-    .where(_i.id == sa.bindparam("item_id"))
+    # never over another labeller's live lease: that text is theirs now
+    .where(_i.id == sa.bindparam("item_id"),
+           sa.or_(~_live_lease, _i.leased_by == _labeller))
     .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
             served_priority=_i.priority, served_ranked_by=_i.ranked_by)
 )

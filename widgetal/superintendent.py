@@ -215,7 +215,7 @@ class SuperintendentQueue:
       running a ``Superintendent(features=...)`` cell again, or every labeller's notebook
       enqueueing the same texts, adds nothing twice; superintendent adds a row per call.
     - **Texts only.** ``enqueue`` takes strings (a list, array or Series), or a DataFrame
-      with a ``text`` column; other inputs, empty texts and, on PostgreSQL, texts holding a
+      with a ``text`` column; other inputs, empty texts and texts holding a
       NUL character raise ``InvalidInput`` and add nothing. ``labels`` must be as long as
       the features (superintendent silently drops the rest); ``priorities`` are not taken
       (use ``reorder`` after enqueueing). ``drop_table`` is not offered: the database is
@@ -357,7 +357,7 @@ class SuperintendentQueue:
         self._notice = None
         if item_id in self._submitted:
             self._submitted.discard(item_id)
-            self.queue.undo(self.labeller)
+            self.queue.undo(self.labeller, skips=False)  # superintendent undoes labels only
 
     # -- adding and reordering ------------------------------------------------------------------
 
@@ -369,7 +369,7 @@ class SuperintendentQueue:
         Raises
         ------
         InvalidInput
-            Inputs that are not texts, empty texts, texts with a NUL character on PostgreSQL,
+            Inputs that are not texts, empty texts, texts with a NUL character,
             labels outside the label set, or labels not one per text. Nothing is added.
         """
         if priorities is not None:
@@ -405,13 +405,7 @@ class SuperintendentQueue:
                 f"Inputs {bad[:10]} are {type(texts[bad[0] - 1]).__name__}, not texts; widgetal "
                 "labels texts. Nothing was added."
             )
-        if self.queue.dialect == "postgresql":
-            nul = [i for i, t in enumerate(texts, 1) if "\x00" in t]
-            if nul:
-                raise InvalidInput(
-                    f"Texts {nul[:10]} contain a NUL character, which PostgreSQL cannot "
-                    "store. Nothing was added."
-                )
+        # NUL characters are refused by Queue.add itself, on both databases.
 
     def reorder(self, priorities: dict[int, float]) -> None:
         """superintendent's ``{id: priority}``, lowest first, as widgetal scores (highest first)."""
