@@ -31,6 +31,7 @@ from .widget import (
     _message,
     _meta_html,
     _note,
+    dispatch_key,
     labeller_from_url,
 )
 
@@ -157,20 +158,9 @@ class Reviewer(widgets.VBox):
 
     def handle_key(self, event: dict) -> None:
         """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, b, u, Backspace."""
-        if event.get("type", "keydown") != "keydown" or event.get("repeat"):
-            return  # a held key must not decide a run of items
-        if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
-            return
-        if self.reviewer is None:
-            return
-        key = event.get("key", "")
-        labels = self.queue.labels
-        if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
-            self.decide(labels[int(key) - 1])
-        elif key in ("b", "B"):
-            self.send_back()
-        elif key in ("u", "U", "Backspace"):
-            self.undo()
+        if self.reviewer is not None:
+            dispatch_key(event, self.queue.labels, self.decide,
+                         {"b": self.send_back, "u": self.undo, "Backspace": self.undo})
 
     # -- what happens between actions -------------------------------------------------------
 

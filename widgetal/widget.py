@@ -168,20 +168,9 @@ class Labeller(widgets.VBox):
 
     def handle_key(self, event: dict) -> None:
         """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, s, u, Backspace."""
-        if event.get("type", "keydown") != "keydown" or event.get("repeat"):
-            return  # a held key must not label a run of texts
-        if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
-            return
-        if self.labeller is None:
-            return
-        key = event.get("key", "")
-        labels = self.queue.labels
-        if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
-            self.submit(labels[int(key) - 1])
-        elif key in ("s", "S"):
-            self.skip()
-        elif key in ("u", "U", "Backspace"):
-            self.undo()
+        if self.labeller is not None:
+            dispatch_key(event, self.queue.labels, self.submit,
+                         {"s": self.skip, "u": self.undo, "Backspace": self.undo})
 
     # -- what happens between actions -------------------------------------------------------
 
@@ -379,6 +368,22 @@ class Labeller(widgets.VBox):
     def pending(self) -> tuple[str, str | None] | None:
         """``(kind, label)`` of an action the database has not taken yet, else None."""
         return (self._pending.kind, self._pending.label) if self._pending else None
+
+
+def dispatch_key(event: dict, labels: list[str], on_label: Callable[[str], None],
+                 actions: dict[str, Callable[[], None]]) -> None:
+    """Run what a keydown means in an app: a digit picks a label, a letter (either case) or
+    Backspace an action. Held keys and Ctrl/Alt/Meta combinations do nothing, so a held key
+    cannot label a run of texts and the browser's own shortcuts stay the browser's."""
+    if event.get("type", "keydown") != "keydown" or event.get("repeat"):
+        return
+    if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+        return
+    key = event.get("key", "")
+    if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
+        on_label(labels[int(key) - 1])
+    elif key in actions or key.lower() in actions:
+        actions.get(key, actions.get(key.lower()))()
 
 
 def labeller_from_url(query_string: str | None = None, param: str = "labeller") -> str | None:
