@@ -474,10 +474,9 @@ def test_voila_is_run_for_many_labellers_without_showing_code():
                 "--show_tracebacks=False", "--MappingKernelManager.cull_idle_timeout=120",
                 "--MappingKernelManager.cull_connected=False"]:
         assert arg in cmd
-    # a pool of pre-started kernels by default; they wait for their page's ?labeller= (below)
-    assert "--VoilaConfiguration.preheat_kernel=True" in cmd
-    off = voila_command(pool=0)
-    assert not any("preheat" in a or "pool_size" in a for a in off)
+    # the pool of pre-started kernels is opt-in (--pool); they wait for their page's ?labeller=
+    assert not any("preheat" in a or "pool_size" in a for a in cmd)
+    assert "--VoilaConfiguration.preheat_kernel=True" in voila_command(pool=3)
     assert "--VoilaConfiguration.default_pool_size=3" in voila_command(pool=3)
 
 

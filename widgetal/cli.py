@@ -482,8 +482,8 @@ def serve(
     pool: int = typer.Option(
         DEFAULT_POOL, envvar="WIDGETAL_POOL",
         help="Kernels kept started ahead of pages, so a page need not wait for one (each idle "
-        "one holds ~150 MB; not counted by --max-kernels). 0: start each page's kernel on "
-        "demand.",
+        "one holds ~140 MB; not counted by --max-kernels). 0 (default): start each page's "
+        "kernel on demand.",
     ),
     db: str | None = DbOption,
 ):

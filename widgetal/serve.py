@@ -21,10 +21,11 @@ LABEL_NOTEBOOK = Path(__file__).with_name("notebooks") / "label.ipynb"
 SHARE = Path(__file__).with_name("share")  # widgetal's Voila template and Voila config file
 TEMPLATE = "widgetal"  # SHARE/voila/templates/widgetal: the lab template, every asset local
 MODELS_NOTEBOOK = Path(__file__).with_name("notebooks") / "models.ipynb"
-# Pre-started kernels kept waiting for pages. Each idle one costs a kernel's memory (about
-# 150 MB, see the README's Performance section), so 4 is 0.6 GB for four pages that open at once
-# without waiting for a kernel start; a class that opens 20 pages together wants --pool 20 (3 GB).
-DEFAULT_POOL = 4
+# Pre-started kernels kept waiting for pages (--pool). Each idle one costs a kernel's memory
+# (about 140 MB measured, see the README's Performance section): 4 would be 0.6 GB, 20 (a class
+# opening together) 3 GB. Off by default for now: in the benchmark one page on a pool of 20 was
+# ready in 1.9 s, but 10 pages opened at once on it never finished loading (README).
+DEFAULT_POOL = 0
 
 
 def voila_command(
