@@ -9,7 +9,6 @@ buttons and key presses call the same handlers, so the handlers can be tested wi
 from __future__ import annotations
 
 import html
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from .errors import (
 )
 from .keys import APP_CLASS, KeyListener, app_keys
 from .widget import (
-    _TEXT_STYLE,
     MAX_KEYED_LABELS,
+    _AppLines,
     _message,
     _meta_html,
     _note,
@@ -44,7 +43,7 @@ class _Pending:
     run: Callable[[], Any]
 
 
-class Reviewer(widgets.VBox):
+class Reviewer(_AppLines, widgets.VBox):
     """A review app for one reviewer: an item whose labels disagree, who gave which label,
     one button per label to decide, Send back and Undo.
 
@@ -319,45 +318,20 @@ class Reviewer(widgets.VBox):
             hint=f"1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} decide · b send back · "
             "u or Backspace undo",
         )
-        self._panel = widgets.VBox(
-            [
-                widgets.VBox([self._who, self._count]),
-                self._text,
-                self._given,
-                self._meta,
-                widgets.HBox(
-                    [*self._label_buttons, self._send_back, self._undo, self._retry],
-                    layout=widgets.Layout(flex_flow="row wrap"),
-                ),
-                self._message,
-                self._keys,  # the cue: keys live wherever the pointer is
-            ]
+        self._panel = self._assemble(
+            [self._who, self._count],
+            [self._text, self._given, self._meta],
+            [*self._label_buttons, self._send_back, self._undo, self._retry],
+            self._keys,
         )
-        self._panel.add_class("widgetal-panel")
-        self._panel.layout.padding = "4px 8px"
-
-    def _set_text(self, text: str) -> None:
-        # Texts are untrusted: escaped, never rendered as HTML.
-        self._text.value = f"<div style='{_TEXT_STYLE}'>{html.escape(text)}</div>"
 
     def _clear(self) -> None:
         self._set_text("")
         self._given.value = self._meta.value = ""
 
-    def _say(self, text: str, error: bool = False, retry: bool = False,
-             retry_text: str = "Retry") -> None:
-        self._message.value = _message(text, error) if text else ""
-        self._retry.description = retry_text
-        self._retry.layout.display = None if retry else "none"
-
     def _enable(self, on: bool) -> None:
         for b in (*self._label_buttons, self._send_back):
             b.disabled = not on
-
-    @property
-    def message(self) -> str:
-        """The message line's plain text (what the reviewer is being told)."""
-        return html.unescape(re.sub(r"<[^>]+>", "", self._message.value))
 
     @property
     def pending(self) -> tuple[str, str | None] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,44 @@ class _Pending:
     run: Callable[[], Any]  # a label returns the next item, leased with it
 
 
-class Labeller(widgets.VBox):
+class _AppLines:
+    """What the labelling and the review app show alike: the escaped text, the message line
+    with its Retry button, and the panel around them. The subclass builds ``_text``,
+    ``_message`` and ``_retry``."""
+
+    _text: widgets.HTML
+    _message: widgets.HTML
+    _retry: widgets.Button
+
+    def _set_text(self, text: str) -> None:
+        # Texts are untrusted: escaped, never rendered as HTML.
+        self._text.value = f"<div style='{_TEXT_STYLE}'>{html.escape(text)}</div>"
+
+    def _say(self, text: str, error: bool = False, retry: bool = False,
+             retry_text: str = "Retry") -> None:
+        self._message.value = _message(text, error) if text else ""
+        self._retry.description = retry_text
+        self._retry.layout.display = None if retry else "none"
+
+    @property
+    def message(self) -> str:
+        """The message line's plain text (what the person is being told)."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self._message.value))
+
+    def _assemble(self, header: list, body: list, buttons: list, keys) -> widgets.VBox:
+        """The panel: header lines, the text and what goes with it, buttons, message, key cue."""
+        panel = widgets.VBox([
+            widgets.VBox(header), *body,
+            widgets.HBox(buttons, layout=widgets.Layout(flex_flow="row wrap")),
+            self._message,
+            keys,  # the cue: keys live wherever the pointer is
+        ])
+        panel.add_class("widgetal-panel")
+        panel.layout.padding = "4px 8px"
+        return panel
+
+
+class Labeller(_AppLines, widgets.VBox):
     """A labelling app for one labeller: text, one button per label, Skip and Undo.
 
     Parameters
@@ -326,43 +364,16 @@ class Labeller(widgets.VBox):
             self._message.value = _message(
                 "This project has no label set yet: run `widgetal init --labels a,b`.", True
             )
-        self._panel = widgets.VBox(
-            [
-                widgets.VBox([self._who, self._bar, self._counts, self._model_line]),
-                self._text,
-                self._meta,
-                self._guess,
-                widgets.HBox(
-                    [*self._label_buttons, self._skip, self._undo, self._retry],
-                    layout=widgets.Layout(flex_flow="row wrap"),
-                ),
-                self._message,
-                self._keys,  # the cue: keys live wherever the pointer is
-            ]
+        self._panel = self._assemble(
+            [self._who, self._bar, self._counts, self._model_line],
+            [self._text, self._meta, self._guess],
+            [*self._label_buttons, self._skip, self._undo, self._retry],
+            self._keys,
         )
-        self._panel.add_class("widgetal-panel")
-        self._panel.layout.padding = "4px 8px"
-
-    def _set_text(self, text: str) -> None:
-        # Texts are untrusted: escaped, never rendered as HTML.
-        self._text.value = f"<div style='{_TEXT_STYLE}'>{html.escape(text)}</div>"
-
-    def _say(self, text: str, error: bool = False, retry: bool = False,
-             retry_text: str = "Retry") -> None:
-        self._message.value = _message(text, error) if text else ""
-        self._retry.description = retry_text
-        self._retry.layout.display = None if retry else "none"
 
     def _enable(self, on: bool) -> None:
         for b in (*self._label_buttons, self._skip):
             b.disabled = not on
-
-    @property
-    def message(self) -> str:
-        """The message line's plain text (what the labeller is being told)."""
-        import re
-
-        return html.unescape(re.sub(r"<[^>]+>", "", self._message.value))
 
     @property
     def pending(self) -> tuple[str, str | None] | None:
