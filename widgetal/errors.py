@@ -59,7 +59,3 @@ class NotAReviewer(WidgetalError):
 
 class NotAwaitingReview(WidgetalError):
     """A review of an item whose labels do not (or no longer) disagree."""
-
-
-class NothingToReview(WidgetalError):
-    """No item is waiting for a reviewer."""

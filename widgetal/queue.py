@@ -683,10 +683,10 @@ class Queue:
             policy = project.read_setting(conn, "on_disagreement", "review")
         given = pd.DataFrame(rows, columns=columns[:-1])
         given["created_at"] = pd.to_datetime(given["created_at"], utc=True)
+        if given["item_id"].is_unique and not decisions:  # one label per item: it is final
+            return given.assign(source="labels")[columns]  # (K = 1: every cycle comes here)
         decided = pd.DataFrame(decisions, columns=["item_id", "label", "reviewer", "created_at"])
         final = consensus.final_labels(given, decided, policy)
-        if given["item_id"].is_unique and decided.empty:  # one label per item: it is final
-            return given.assign(source="labels")[columns]
         per_item = given.groupby("item_id").agg(
             external_id=("external_id", "first"), text=("text", "first"),
             created_at=("created_at", "max"), seconds=("seconds", "sum"),

@@ -37,11 +37,6 @@ insert_setting = settings.insert()
 
 # -- items ------------------------------------------------------------------------------------
 
-# Which of these external ids are already stored: re-importing a file adds nothing twice.
-find_external_ids = sa.select(_i.external_id).where(
-    _i.external_id.in_(sa.bindparam("external_ids", expanding=True))
-)
-
 # Item ids and done state for some external ids: importers that add labels to items already
 # stored (e.g. a re-imported superintendent database) need to know which are still open.
 find_items_by_external_id = sa.select(_i.id, _i.external_id, _i.done_at).where(
@@ -185,10 +180,9 @@ mark_skip_undone = (
 )
 
 # Undoing a skip (K = 1): lease that item to the labeller, recording what they are served, as
-# a pop does; a lease someone else held on it passes to them.
+# a pop does; never over another labeller's live lease (that text is theirs now).
 lease_item = (
     items.update()
-    # never over another labeller's live lease: that text is theirs now
     .where(_i.id == sa.bindparam("item_id"),
            sa.or_(~_live_lease, _i.leased_by == _labeller))
     .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
@@ -444,11 +438,6 @@ read_labellers = sa.select(labellers).order_by(labellers.c.name)
 insert_labeller = labellers.insert()
 update_labeller = labellers.update().where(labellers.c.name == _labeller)
 
-# Who has labelled at all (open projects register nobody): how many could fill K slots.
-count_distinct_labellers = sa.select(sa.func.count(sa.distinct(labels.c.labeller))).where(
-    labels.c.undone_at.is_(None)
-)
-
 # Append one label to the history.
 insert_label = labels.insert()
 
@@ -504,22 +493,6 @@ reopen_item = (
     .where(_i.id == sa.bindparam("item_id"))
     .values(done_at=None, leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
     .returning(*_item_columns)
-)
-
-# The labels that count, with their texts: training data and export.
-read_labelled = (
-    sa.select(
-        _i.id.label("item_id"),
-        _i.external_id,
-        _i.text,
-        labels.c.label,
-        labels.c.labeller,
-        labels.c.created_at,
-        labels.c.seconds,
-    )
-    .join(labels, labels.c.item_id == _i.id)
-    .where(labels.c.undone_at.is_(None))
-    .order_by(labels.c.id)
 )
 
 # -- progress (every click: each is an index-only or small aggregate) -------------------------
