@@ -60,6 +60,24 @@ def check_on_disagreement(value: str) -> str:
     return value
 
 
+def set_multi_label(conn: sa.Connection, multi_label: bool) -> None:
+    """Fix whether answers are label sets; it cannot change once any label has been given,
+    since stored single labels and stored sets would not mean the same thing."""
+    if not isinstance(multi_label, bool):
+        raise InvalidInput(f"multi_label must be True or False, not {multi_label!r}.")
+    if bool(read_setting(conn, "multi_label", False)) == multi_label:
+        return
+    given = conn.execute(sql.count_label_events).scalar_one()
+    if given:
+        kind = "single labels" if not multi_label else "label sets"
+        raise InvalidInput(
+            f"This project already holds {given} {kind}, so it cannot become "
+            f"{'multi-label' if multi_label else 'single-label'}; nothing was changed. Start "
+            "a new database for the other kind of project."
+        )
+    write_setting(conn, "multi_label", multi_label)
+
+
 def add_person(conn: sa.Connection, name: str, role: str, now: datetime) -> Person:
     """Register someone; adding a known name again changes their role and re-activates them."""
     name = _check_name(name)

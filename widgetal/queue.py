@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from . import consensus, project, review, sql
+from . import consensus, labelsets, project, review, sql
 from .db import Database
 from .errors import (
     ItemAlreadyLabelled,
@@ -32,6 +32,8 @@ DEFAULT_URL = "sqlite:///widgetal.db"
 _ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
 _OVERLAP_TTL_S = 2.0  # how stale the hand-out's idea of K may be after `init --overlap`
+#: What a labeller submits: one label, or in a multi-label project a list or set of labels.
+Answer = str | Sequence[str] | set[str] | frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Queue:
         labels: Sequence[str] | None = None,
         instructions: str | None = None,
         lease_seconds: float = 600,
+        multi_label: bool | None = None,
     ):
         self.db = Database(url)
         self.url = self.db.url
@@ -115,6 +118,9 @@ class Queue:
                 stored = _store_label_set(conn, labels)
             if instructions is not None:
                 _write_setting(conn, "instructions", instructions)
+            if multi_label is not None:
+                project.set_multi_label(conn, multi_label)
+            self._multi_label = bool(project.read_setting(conn, "multi_label", False))
         self._labels: list[str] = list(stored or [])
 
     def __repr__(self) -> str:
@@ -126,6 +132,11 @@ class Queue:
     def labels(self) -> list[str]:
         """The label set, in order (empty until ``widgetal init``)."""
         return list(self._labels)
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether an answer is a set of labels (stored as :mod:`widgetal.labelsets` strings)."""
+        return self._multi_label
 
     @property
     def instructions(self) -> str:
@@ -217,8 +228,12 @@ class Queue:
         with self.db.write(durable=False) as conn:
             return self._lease_next(conn, labeller, _utcnow())
 
-    def submit(self, item_id: int, label: str, labeller: str, seconds: float | None = None) -> None:
+    def submit(self, item_id: int, label: Answer, labeller: str,
+               seconds: float | None = None) -> None:
         """Record ``label`` for an item. The first label wins.
+
+        In a multi-label project ``label`` is a list (or set) of labels, possibly empty
+        ("none of these"); one submission is one event holding the whole set.
 
         Raises
         ------
@@ -229,33 +244,41 @@ class Queue:
         UnknownItem
             If there is no such item.
         """
-        labeller = self._check_submission(label, labeller)
+        labeller, label = self._check_submission(label, labeller)
         with self.db.write() as conn:
             self._record_label(conn, item_id, label, labeller, seconds, _utcnow())
 
     def submit_and_pop(
-        self, item_id: int, label: str, labeller: str, seconds: float | None = None
+        self, item_id: int, label: Answer, labeller: str, seconds: float | None = None
     ) -> Item | None:
         """``submit`` then ``pop`` in one transaction: one commit per click instead of two.
 
         All or nothing: if the label is refused (same errors as ``submit``) or the database
         is unreachable, no label is recorded and no item is leased.
         """
-        labeller = self._check_submission(label, labeller)
+        labeller, label = self._check_submission(label, labeller)
         now = _utcnow()
         with self.db.write() as conn:
             self._record_label(conn, item_id, label, labeller, seconds, now)
             return self._lease_next(conn, labeller, now)
 
-    def _check_submission(self, label: str, labeller: str) -> str:
+    def _check_submission(self, label: Answer, labeller: str) -> tuple[str, str]:
+        """The verified labeller and the answer as stored (a label, or a label-set string)."""
         labeller = _check_labeller(labeller)
         if not self._labels:
             raise NotInitialised(_NOT_INITIALISED)
+        if self._multi_label:
+            return labeller, labelsets.encode(label, self._labels)
+        if not isinstance(label, str):
+            raise LabelNotInLabelSet(
+                f"This project takes one label per text, not {label!r}; nothing was saved. "
+                "(A project takes sets of labels when initialised with --multi-label.)"
+            )
         if label not in self._labels:
             raise LabelNotInLabelSet(
                 f"'{label}' is not in this project's label set {self._labels}; nothing was saved."
             )
-        return labeller
+        return labeller, label
 
     def _record_label(
         self,
@@ -499,7 +522,7 @@ class Queue:
             lease = timedelta(seconds=self.lease_seconds)
             return review.lease_next(conn, reviewer, _utcnow(), lease, self.dialect)
 
-    def review(self, item_id: int, label: str | None, reviewer: str,
+    def review(self, item_id: int, label: Answer | None, reviewer: str,
                seconds: float | None = None) -> None:
         """Decide an item's final label, or (``label=None``) send it back for one more label.
 
@@ -514,7 +537,7 @@ class Queue:
         """
         reviewer = _check_labeller(reviewer)
         if label is not None:
-            self._check_submission(label, reviewer)
+            label = self._check_submission(label, reviewer)[1]
         with self.db.write() as conn:
             project.check_reviewer(conn, reviewer)
             review.decide(conn, item_id, reviewer, label, seconds, _utcnow())
