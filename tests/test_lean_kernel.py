@@ -16,7 +16,7 @@ from pathlib import Path
 from widgetal import Queue
 
 LABELS = ["negative", "positive"]
-HEAVY = ("pandas", "sklearn", "torch")
+HEAVY = ("pandas", "sklearn", "torch", "numpy")  # numpy alone is 11 MB of a kernel
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -6,8 +6,8 @@ label order, without spaces: ``["billing","urgent"]``; ``[]`` is the valid answe
 these". Because equal sets are equal strings, overlap, consensus, review, undo and provenance
 work on sets unchanged: two labellers agree when they gave the same set.
 
-Pure functions, no database; numpy only for the indicator matrix (a labeller's kernel loads no
-pandas).
+Pure functions, no database; numpy only inside the matrix helpers, which the orchestrator
+uses (a labeller's kernel loads neither numpy nor pandas).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput, LabelNotInLabelSet
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EMPTY = "[]"
 
@@ -85,7 +86,9 @@ def parse(cell: Any, label_set: Sequence[str], sep: str | None = None) -> str:
     LabelNotInLabelSet
         If a label in the cell is not in ``label_set``.
     """
-    if isinstance(cell, (list, tuple, set, frozenset, np.ndarray)):
+    if hasattr(cell, "tolist") and not isinstance(cell, str):  # a numpy array (Parquet lists)
+        cell = cell.tolist()
+    if isinstance(cell, (list, tuple, set, frozenset)):
         return encode([str(x) for x in cell], label_set)
     if cell is None or (isinstance(cell, float) and math.isnan(cell)):
         raise InvalidInput("An empty cell is not a label set.")
@@ -115,6 +118,8 @@ def indicator(values: Sequence[str], label_set: Sequence[str]) -> np.ndarray:
     >>> indicator(['["b"]', '[]', '["a","b"]'], ["a", "b"]).tolist()
     [[0, 1], [0, 0], [1, 1]]
     """
+    import numpy as np
+
     column = {label: j for j, label in enumerate(label_set)}
     out = np.zeros((len(values), len(label_set)), dtype=np.int8)
     for i, value in enumerate(values):
@@ -126,9 +131,11 @@ def indicator(values: Sequence[str], label_set: Sequence[str]) -> np.ndarray:
 def from_indicator(matrix: np.ndarray, label_set: Sequence[str]) -> list[str]:
     """Canonical strings from an (n × labels) 0/1 (or boolean) matrix.
 
-    >>> from_indicator(np.array([[1, 0], [0, 0]]), ["a", "b"])
+    >>> from_indicator([[1, 0], [0, 0]], ["a", "b"])
     ['["a"]', '[]']
     """
+    import numpy as np
+
     matrix = np.asarray(matrix).astype(bool)
     if matrix.ndim != 2 or matrix.shape[1] != len(label_set):
         raise ValueError(

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from . import consensus, labelsets, project, review, sql
@@ -23,8 +22,8 @@ from .errors import (
 )
 from .schema import create_or_check
 
-if TYPE_CHECKING:  # pandas only where tables come in or go out: a labeller's kernel needs none
-    import pandas as pd
+if TYPE_CHECKING:  # pandas (and numpy, imported where used) only where tables come in or go
+    import pandas as pd  # out: a labeller's kernel needs neither (numpy alone costs it 11 MB)
 
     from .imports import AddResult, OnConflict
 
@@ -576,6 +575,8 @@ class Queue:
             published beside the priority for the labelling app to show. Without them the
             items' guesses are cleared: a guess always belongs to the run in ``ranked_by``.
         """
+        import numpy as np
+
         ids = np.asarray(item_ids, dtype=np.int64)
         vals = np.asarray(scores, dtype=np.float64)
         if ids.shape != vals.shape or ids.ndim != 1:
@@ -598,6 +599,8 @@ class Queue:
     ) -> tuple[list[str] | None, list[float] | None]:
         if guesses is None:
             return None, None
+        import numpy as np
+
         labels, probas = guesses
         labels = [str(x) for x in labels]
         values = np.asarray(probas, dtype=np.float64)
@@ -608,7 +611,11 @@ class Queue:
             )
         if not np.all((values >= 0) & (values <= 1)):  # NaN fails too
             raise ValueError("guess probabilities must lie between 0 and 1.")
-        unknown = set(labels).difference(self._labels)
+        if self._multi_label:  # each guess is a label set: its labels must be known
+            unknown = {x for value in set(labels) for x in labelsets.decode(value)}
+            unknown = unknown.difference(self._labels)
+        else:
+            unknown = set(labels).difference(self._labels)
         if unknown:
             raise LabelNotInLabelSet(
                 f"guesses hold labels {sorted(unknown)} outside the label set {self._labels}."
