@@ -16,6 +16,7 @@ pages open once P kernels are started. Figures only; the targets live in the REA
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -104,14 +105,25 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _label_page(browser, base: str, name: str, seconds: float, ready: list, clicks: list,
-                start: threading.Barrier) -> None:
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
-    page = context.new_page()
-    start.wait()
+def _pss_mb(pid: int) -> float:
+    """Proportional set size: shared library pages split among the processes mapping them,
+    so N kernels' PSS adds up to what they cost the server together."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def _label_page(browser, base: str, name: str, seconds: float, ready: list,
+                      clicks: list) -> None:
+    context = await browser.new_context(viewport={"width": 1000, "height": 700})
+    page = await context.new_page()
     t0 = time.perf_counter()
-    page.goto(f"{base}?labeller={name}", timeout=300_000)
-    page.wait_for_function(
+    await page.goto(f"{base}?labeller={name}", timeout=300_000)
+    await page.wait_for_function(
         "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
         arg=TEXT, timeout=300_000,
     )
@@ -119,7 +131,7 @@ def _label_page(browser, base: str, name: str, seconds: float, ready: list, clic
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
-            ms = page.evaluate(
+            ms = await page.evaluate(
                 """([sel]) => new Promise((resolve, reject) => {
                     const el = document.querySelector(sel); const before = el.innerText;
                     const timer = setTimeout(() => reject(new Error('timeout')), 20000);
@@ -134,14 +146,30 @@ def _label_page(browser, base: str, name: str, seconds: float, ready: list, clic
         except Exception:  # noqa: BLE001 - queue empty or page gone: stop this labeller
             break
         clicks.append(ms)
-    page.close(run_before_unload=True)  # as a labeller closes the tab (Voila's shutdown call)
-    time.sleep(1)  # let the shutdown request leave before the browser goes
-    context.close()
+    await page.close(run_before_unload=True)  # as a labeller closes the tab (Voila's shutdown)
+    await asyncio.sleep(1)  # let the shutdown request leave before the context goes
+    await context.close()
+
+
+async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: list) -> None:
+    """N labellers in one headless Chromium, one browser context (own cookies, own page) each:
+    a browser per labeller would load this 2-core server with N browsers, which the real
+    labellers' machines carry instead."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        results = await asyncio.gather(
+            *(_label_page(browser, base, f"l{i}", seconds, ready, clicks) for i in range(n)),
+            return_exceptions=True,
+        )
+        for r in results:
+            if isinstance(r, Exception):
+                print(f"  a page failed: {type(r).__name__}: {str(r).splitlines()[0]}")
+        await browser.close()
 
 
 def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
-    from playwright.sync_api import sync_playwright
-
     url = f"sqlite:///{workdir / f'bench{n}.db'}"
     q = Queue(url, labels=["negative", "positive"])
     q.add([f"benchmark text number {i}" for i in range(20_000)])
@@ -166,31 +194,20 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
         _wait_until_quiet(server.pid)  # pooled kernels have run the notebook up to the page
         ready: list[float] = []
         clicks: list[float] = []
-        # One browser per page thread: Playwright's sync API is not shared across threads.
-        start = threading.Barrier(n)
-        threads = []
-
-        def one(i: int) -> None:
-            with sync_playwright() as pw:
-                b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                _label_page(b, f"http://127.0.0.1:{port}/", f"l{i}", seconds, ready, clicks,
-                            start)
-                b.close()
-
-        for i in range(n):
-            t = threading.Thread(target=one, args=(i,))
-            t.start()
-            threads.append(t)
+        pages = threading.Thread(target=lambda: asyncio.run(
+            _open_pages(n, f"http://127.0.0.1:{port}/", seconds, ready, clicks)))
+        pages.start()
         peak_kernels: list[int] = []
         rss: list[float] = []
-        while any(t.is_alive() for t in threads):
+        pss: list[float] = []
+        while pages.is_alive():
             live = _kernels(server.pid)
             if len(live) >= len(peak_kernels):
                 peak_kernels = live
                 rss = [_rss_mb(k) for k in live]
+                pss = [_pss_mb(k) for k in live]
             time.sleep(1)
-        for t in threads:
-            t.join()
+        pages.join()
         closed_at = time.monotonic()
         time.sleep(10)
         left = _kernels(server.pid)
@@ -205,7 +222,8 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
             f"N={n:>2}: page ready p50 {statistics.median(ready):.1f} s, max {max(ready):.1f} s; "
             f"click-to-next p50 {statistics.median(clicks):.0f} ms, p95 {rq[18]:.0f} ms; "
             f"{len(clicks) / seconds:.1f} labels/s; kernel RSS "
-            f"{statistics.median(rss) if rss else float('nan'):.0f} MB "
+            f"{statistics.median(rss) if rss else float('nan'):.0f} MB, PSS "
+            f"{statistics.median(pss) if pss else float('nan'):.0f} MB "
             f"({len(peak_kernels)} kernels); labelled twice: {twice}; "
             f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: "
             f"{max(len(left) - pool, 0)} beyond the pool of {pool} ({len(left)} in all)"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 LABEL_NOTEBOOK = Path(__file__).with_name("notebooks") / "label.ipynb"
+POOL_FILL_DELAY_SECONDS = 20
 SHARE = Path(__file__).with_name("share")  # widgetal's Voila template and Voila config file
 TEMPLATE = "widgetal"  # SHARE/voila/templates/widgetal: the lab template, every asset local
 MODELS_NOTEBOOK = Path(__file__).with_name("notebooks") / "models.ipynb"
@@ -75,6 +76,14 @@ def voila_command(
         "--MappingKernelManager.cull_interval=60",
         "--MappingKernelManager.cull_connected=False",  # an open tab keeps its kernel
         "--MappingKernelManager.cull_busy=False",
+        # nbclient's 4 s wait for a cell's output drops the app's widget when many pages start
+        # at once on a busy server (the page then stays blank: "Timeout waiting for IOPub
+        # output"); a page that is slow to appear is better than one that never does.
+        "--VoilaExecutor.iopub_timeout=120",
+        # Kernels talk to Voila over Unix sockets, not TCP ports picked at random: no port
+        # clashes when many kernels start at once (the pool refilling failed with "Address
+        # already in use"), and nothing listens on the network.
+        "--KernelManager.transport=ipc",
         f"--template={TEMPLATE}",  # found through JUPYTER_PATH (kernel_environment)
         *voila_config_paths(),
         *access_options(token, max_kernels, header_envs),
@@ -87,7 +96,11 @@ def pool_options(pool: int = DEFAULT_POOL) -> list[str]:
     if not pool or int(pool) <= 0:
         return []
     return ["--VoilaConfiguration.preheat_kernel=True",
-            f"--VoilaConfiguration.default_pool_size={int(pool)}"]
+            f"--VoilaConfiguration.default_pool_size={int(pool)}",
+            # Refill the pool a while after pages take kernels, not at once: a burst of page
+            # loads would otherwise start as many new kernels while those pages still render,
+            # and on a small server the pages wait for the refill's CPU.
+            f"--VoilaKernelManager.fill_delay={POOL_FILL_DELAY_SECONDS}"]
 
 
 def access_options(
