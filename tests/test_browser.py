@@ -298,6 +298,35 @@ def _wait_for_pool(log: Path, size: int, timeout: float = 120) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(600)
+@needs_browser
+def test_eight_labellers_opening_the_app_at_the_same_moment_all_get_a_working_page(
+    app, browser
+):
+    # Kernels starting together on a small server used to lose the app's widget to nbclient's
+    # 4 s IOPub wait, leaving blank pages; every page must show its own text and label.
+    q, base, log = app
+    names = [f"p{i}" for i in range(8)]
+    pages = [browser.new_context(viewport={"width": 800, "height": 600}).new_page()
+             for _ in names]
+    for page, name in zip(pages, names, strict=True):  # all navigations in flight together
+        page.goto(f"{base}?labeller={name}", wait_until="commit", timeout=LOAD_MS)
+    for page, name in zip(pages, names, strict=True):
+        page.wait_for_function(
+            "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
+            arg=TEXT, timeout=LOAD_MS,
+        )
+        assert f"Labelling as {name}" in page.inner_text(".widgetal-labeller")
+    assert len({_shown(p) for p in pages}) == len(pages), "two pages show the same text"
+    for page in pages:
+        page.set_default_timeout(STEP_MS)
+        _after(page, _click(page, ".widgetal-label-1"))
+    frame = q.labelled()
+    assert sorted(frame["labeller"]) == names and not frame["item_id"].duplicated().any()
+    assert "Timeout waiting for IOPub output" not in log.read_text()
+
+
+@pytest.mark.browser
 @pytest.mark.timeout(420)
 @needs_browser
 def test_pooled_kernels_serve_each_labeller_by_name_and_stop_when_the_page_closes(
