@@ -2,9 +2,14 @@
 
 A model is ``<UTC time>_<metric>-<score>.pkl`` (a pickled scikit-learn pipeline: raw texts in,
 ``predict_proba`` out) plus a ``.json`` sidecar of the same stem with its metrics, label counts,
-label set, featurizer, strategy, library versions and phase timings. The pickle is renamed into
-place first and the sidecar second, so a sidecar always describes a complete model file. Loading
-a pickle runs code from it: load only models your own orchestrator wrote.
+label set, featurizer, strategy, library versions and phase timings. In a multi-label project the
+classifier is one-vs-rest (:func:`multilabel_classifier`): ``predict_proba`` gives each label's
+probability of applying, one column per trained label (the sidecar's ``trained_labels``), and
+the file name carries ``f1_micro``; :func:`multilabel_metrics` is how such a model is scored.
+
+The pickle is renamed into place first and the sidecar second, so a sidecar always describes a
+complete model file. Loading a pickle runs code from it: load only models your own orchestrator
+wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ from .errors import WidgetalError
 #: The metric in a model's file name: defined for any number of classes, robust to imbalance.
 NAME_METRIC = "f1_macro"
 
+#: The metric in a multi-label model's file name. Micro-F1 pools every (text, label) decision,
+#: so a rare label with a handful of positives cannot swing it the way it swings macro-F1, and it
+#: is defined in every fold; it is the usual headline of multi-label text classification.
+MULTILABEL_NAME_METRIC = "f1_micro"
+
+#: A label applies when its predicted probability reaches this (guesses, F1, subset accuracy).
+THRESHOLD = 0.5
+
 #: Columns of :func:`list_models`, in order.
 COLUMNS = [
     "file",
@@ -35,6 +48,9 @@ COLUMNS = [
     "accuracy",
     "f1_macro",
     "roc_auc",
+    "f1_micro",
+    "subset_accuracy",
+    "multi_label",
     "featurizer",
     "strategy",
     "label_counts",
@@ -49,7 +65,11 @@ class NoModelYet(WidgetalError, FileNotFoundError):
 
 
 def save_model(
-    pipeline: Any, models_dir: str | os.PathLike, metrics: dict[str, Any], info: dict[str, Any]
+    pipeline: Any,
+    models_dir: str | os.PathLike,
+    metrics: dict[str, Any],
+    info: dict[str, Any],
+    metric: str = NAME_METRIC,
 ) -> Path:
     """Write a fitted pipeline and its sidecar atomically; returns the ``.pkl`` path.
 
@@ -61,10 +81,12 @@ def save_model(
         Created if missing.
     metrics : dict
         Cross-validation scores (``accuracy``, ``f1_macro``, ``roc_auc``, ...). The file name
-        carries ``f1_macro`` (else ``accuracy``).
+        carries ``metric`` (else, where it is undefined, ``accuracy`` or ``subset_accuracy``).
     info : dict
         Anything else for the sidecar: ``n_labels``, ``label_counts``, ``labels``, ``featurizer``,
         ``strategy``, ``timings``, ``run_id``, ...
+    metric : str, default=NAME_METRIC
+        The score in the file name; :data:`MULTILABEL_NAME_METRIC` for multi-label models.
 
     Returns
     -------
@@ -74,7 +96,9 @@ def save_model(
     folder = Path(models_dir)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
-    metric = NAME_METRIC if _finite(metrics.get(NAME_METRIC)) else "accuracy"
+    metric = next(
+        (m for m in (metric, "accuracy", "subset_accuracy") if _finite(metrics.get(m))), "accuracy"
+    )
     score = metrics.get(metric)
     score_text = f"{score:.4f}" if _finite(score) else "nan"
     stem = f"{now:%Y%m%dT%H%M%SZ}_{metric}-{score_text}"
@@ -132,6 +156,9 @@ def list_models(models_dir: str | os.PathLike = "models") -> pd.DataFrame:
                 "accuracy": metrics.get("accuracy"),
                 "f1_macro": metrics.get("f1_macro"),
                 "roc_auc": metrics.get("roc_auc"),
+                "f1_micro": metrics.get("f1_micro"),
+                "subset_accuracy": metrics.get("subset_accuracy"),
+                "multi_label": bool(meta.get("multi_label", False)),
                 "featurizer": meta.get("featurizer"),
                 "strategy": meta.get("strategy"),
                 "label_counts": meta.get("label_counts"),
@@ -182,6 +209,81 @@ def prune(models_dir: str | os.PathLike, keep: int) -> list[Path]:
         model.unlink(missing_ok=True)
         removed.append(model)
     return removed
+
+
+def multilabel_classifier(estimator: Any) -> Any:
+    """A multi-label classifier from a single-label one: one copy per label, each yes / no.
+
+    ``OneVsRestClassifier`` fitted on an (n × labels) 0/1 matrix trains a clone of ``estimator``
+    per column; its ``predict_proba`` gives each label's probability of applying (rows need not
+    sum to 1), which is what :func:`widgetal.strategies.multilabel_scores` ranks. ``estimator``
+    itself is never fitted (it is cloned).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, Y = [[0.0], [1.0], [2.0], [3.0]], [[1, 0], [1, 1], [0, 1], [0, 1]]
+    >>> multilabel_classifier(LogisticRegression()).fit(X, Y).predict_proba(X).shape
+    (4, 2)
+    """
+    from sklearn.base import clone
+    from sklearn.multiclass import OneVsRestClassifier
+
+    return OneVsRestClassifier(clone(estimator))
+
+
+def multilabel_metrics(
+    Y_true: Any, proba: Any, labels: list[str], threshold: float = THRESHOLD
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Multi-label scores of per-label probabilities against the true 0/1 matrix.
+
+    A label is predicted when its probability reaches ``threshold``. Returns the scores and
+    each label's ROC AUC: None where the truth holds one class only (no text carries the label,
+    or every text does), since AUC is undefined there; ``roc_auc`` is the mean over the labels
+    where it is defined (NaN if none is).
+
+    Returns
+    -------
+    metrics : dict
+        ``f1_micro`` (F1 over every text-label decision pooled), ``f1_macro`` (mean of the
+        labels' F1; a label never carried nor predicted scores 0), ``subset_accuracy`` (share of
+        texts whose whole set is right), ``hamming_loss`` (share of wrong text-label decisions),
+        ``roc_auc`` (mean per-label AUC where defined) and ``roc_auc_labels`` (how many labels
+        it averages).
+    roc_auc_per_label : dict
+        Label name → AUC or None.
+
+    Examples
+    --------
+    >>> scores, auc = multilabel_metrics([[1, 0], [0, 0]], [[0.8, 0.1], [0.3, 0.6]], ["a", "b"])
+    >>> scores["subset_accuracy"], scores["f1_micro"], auc
+    (0.5, 0.6666666666666666, {'a': 1.0, 'b': None})
+    """
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss, roc_auc_score
+
+    Y_true = np.asarray(Y_true).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    if Y_true.ndim != 2 or Y_true.shape != proba.shape or Y_true.shape[1] != len(labels):
+        raise ValueError(
+            f"Y_true and proba must both be (n_samples x {len(labels)}), got {Y_true.shape} and "
+            f"{proba.shape}."
+        )
+    Y_pred = (proba >= threshold).astype(int)
+    per_label: dict[str, float | None] = {}
+    for j, name in enumerate(labels):  # one call per label (not per row); AUC has no batch form
+        column = Y_true[:, j]
+        both = column.min() != column.max()
+        per_label[name] = float(roc_auc_score(column, proba[:, j])) if both else None
+    defined = [v for v in per_label.values() if v is not None]
+    metrics = {
+        "f1_micro": float(f1_score(Y_true, Y_pred, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(Y_true, Y_pred, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(Y_true, Y_pred)),
+        "hamming_loss": float(hamming_loss(Y_true, Y_pred)),
+        "roc_auc": float(np.mean(defined)) if defined else float("nan"),
+        "roc_auc_labels": float(len(defined)),
+    }
+    return metrics, per_label
 
 
 def library_versions() -> dict[str, str]:
@@ -288,6 +390,9 @@ __all__ = [
     "load_model",
     "prune",
     "library_versions",
+    "multilabel_classifier",
+    "multilabel_metrics",
     "NoModelYet",
+    "MULTILABEL_NAME_METRIC",
     "COLUMNS",
 ]

@@ -4,6 +4,13 @@ One cycle is :meth:`Orchestrator.run_once`, which returns a :class:`Run` record.
 its triggers (every N seconds, once N new labels arrived), database back-off and stop event wraps
 the cycle in :meth:`Orchestrator.run_forever`; signal handling lives in :func:`orchestrate`, the
 function behind ``widgetal orchestrate`` and the container's ``orchestrator.py``.
+
+In a multi-label project (``Queue.multi_label``) the same cycle trains a one-vs-rest model on the
+(texts × labels) 0/1 matrix, cross-validates it with plain ``KFold`` (stratification needs one
+class per text), names the model by micro-F1, publishes each text's guessed label set and ranks
+by per-label uncertainty aggregated over labels (``aggregate``). A label is trained once at
+least ``cv_folds`` texts carry it and ``cv_folds`` texts do not; the others are left out and
+named in the log and the sidecar, and the cycle waits only while no label can be trained.
 """
 
 from __future__ import annotations
@@ -22,11 +29,11 @@ import numpy as np
 import sqlalchemy as sa
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import features, models, strategies
+from . import features, labelsets, models, strategies
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .queue import Queue
 
@@ -57,6 +64,10 @@ class Run:
     n_reranked: int = 0
     #: Complete items left out of training because their labels disagree and await a reviewer.
     awaiting_review: int = 0
+    #: Multi-label projects: labels the model was trained on, and those left out with their
+    #: counts (``{"refund": {"positive": 2, "negative": 40}}``) until each side fills the folds.
+    trained_labels: list[str] = field(default_factory=list)
+    untrained_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -78,17 +89,24 @@ class Orchestrator:
     featurizer : str
         ``"tfidf"`` or ``"transformer:NAME_OR_PATH"`` (embeddings cached in the database).
     strategy : str
-        A name from :data:`widgetal.strategies.STRATEGIES`.
+        A name from :data:`widgetal.strategies.STRATEGIES` (multi-label projects:
+        :data:`widgetal.strategies.MULTILABEL_STRATEGIES`, the committee being single-label).
     explore : float
         Share of the queue's top slots given to random items.
     estimator : scikit-learn classifier, optional
-        Cloned every cycle; default ``LogisticRegression(max_iter=1000)``.
+        Cloned every cycle; default ``LogisticRegression(max_iter=1000)``. In a multi-label
+        project it is wrapped in a one-vs-rest classifier (one copy per label).
     cv_folds : int
-        Stratified folds; each class needs at least this many labels before a cycle trains.
+        Stratified folds; each class needs at least this many labels before a cycle trains. In
+        a multi-label project: plain folds, and a label is trained once this many texts carry it
+        and this many do not.
     keep : int, optional
         Keep only the newest ``keep`` models.
     random_state : int
         Seeds the folds and, with the run id, exploration and committees.
+    aggregate : {"mean", "max"}
+        Multi-label projects: how the per-label uncertainties of a text combine into its score
+        (see :func:`widgetal.strategies.multilabel_scores`); unused in single-label projects.
 
     Examples
     --------
@@ -108,10 +126,12 @@ class Orchestrator:
         cv_folds: int = 5,
         keep: int | None = None,
         random_state: int = 0,
+        aggregate: str = "mean",
     ):
-        if strategy not in strategies.STRATEGIES:
+        strategies.check_strategy(strategy, queue.multi_label)
+        if aggregate not in strategies.AGGREGATES:
             raise ValueError(
-                f"Unknown strategy '{strategy}'; choose one of {sorted(strategies.STRATEGIES)}."
+                f"aggregate must be one of {list(strategies.AGGREGATES)}, got {aggregate!r}."
             )
         if not 0.0 <= explore <= 1.0:
             raise ValueError(f"explore is a share of the queue, between 0 and 1; got {explore}.")
@@ -128,6 +148,8 @@ class Orchestrator:
         self.cv_folds = cv_folds
         self.keep = keep
         self.random_state = random_state
+        self.aggregate = aggregate
+        self.multi_label = queue.multi_label
         self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
         self._cached = features.is_cacheable(featurizer)
 
@@ -152,11 +174,9 @@ class Orchestrator:
             if run.awaiting_review:
                 log.info("run %s: %d items left out, awaiting review", run_id,
                          run.awaiting_review)
-            y = labelled["label"].to_numpy(dtype=object)
             run.n_labels = len(labelled)
-            run.label_counts = _label_counts(y, q.labels)
             try:
-                self.check_labels(run.label_counts)
+                y = self._targets(labelled["label"], run)
             except NotEnoughLabels as exc:
                 reason = str(exc)
                 log.info("run %s skipped: %s", run_id, reason)
@@ -174,7 +194,11 @@ class Orchestrator:
             with _timed(timings, "featurize"):
                 X = self._features(labelled["item_id"], labelled["text"])
             with _timed(timings, "cross_validate"):
-                run.metrics, confusion = self._cross_validate(X, y, q.labels)
+                if self.multi_label:
+                    run.metrics, confusion, auc = self._cross_validate_multilabel(
+                        X, y, run.trained_labels)
+                else:
+                    run.metrics, confusion = self._cross_validate(X, y, q.labels)
             log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
             with _timed(timings, "fit"):
                 pipeline = self._fit(labelled["text"], X, y)
@@ -191,15 +215,31 @@ class Orchestrator:
                     "estimator": repr(self.estimator),
                     "cv_folds": self.cv_folds,
                     # out-of-fold: rows are true labels, columns predictions, in `labels` order
+                    # (multi-label: per trained label, [[tn, fp], [fn, tp]])
                     "confusion_matrix": confusion,
                     "timings": dict(timings),
+                    "multi_label": self.multi_label,
                 }
-                run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info)
+                name_metric = models.NAME_METRIC
+                if self.multi_label:
+                    name_metric = models.MULTILABEL_NAME_METRIC
+                    info.update(
+                        aggregate=self.aggregate,
+                        trained_labels=run.trained_labels,
+                        untrained_labels=run.untrained_labels,
+                        # None where a label's every fold held one class only (AUC undefined)
+                        roc_auc_per_label=auc,
+                        threshold=models.THRESHOLD,
+                        guess_proba="joint probability of the guessed set: product over "
+                                    "trained labels of max(p, 1 - p)",
+                    )
+                run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info,
+                                                   metric=name_metric)
                 if self.keep:
                     models.prune(self.models_dir, self.keep)
             log.info("run %s: saved %s", run_id, run.model_file)
 
-            run.n_reranked = self._rerank(run_id, pipeline, X, y, timings)
+            run.n_reranked = self._rerank(run, pipeline, X, y, timings)
             models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked)
             run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
             q.finish_run(
@@ -297,6 +337,74 @@ class Orchestrator:
                 f"too few labels for {need}-fold cross-validation ({listed}); need {need} each"
             )
 
+    def check_label_sets(self, Y: np.ndarray) -> list[int]:
+        """The labels (column indices of ``Y``) a multi-label cycle can train.
+
+        A label is trained once at least ``cv_folds`` texts carry it and ``cv_folds`` do not:
+        then every fold's training part holds both answers for it (its model is never a
+        constant), as a single-label class needs ``cv_folds`` labels. Labels short of that are
+        left out of this cycle (the caller logs and records them); the cycle waits only while no
+        label qualifies.
+
+        Parameters
+        ----------
+        Y : ndarray of shape (n_texts, n_labels)
+            The 0/1 matrix of final answers, columns in project label order.
+
+        Raises
+        ------
+        NotEnoughLabels
+            No label can be trained yet; the message gives each label's counts.
+        """
+        need = self.cv_folds
+        positive = Y.sum(axis=0).astype(int)
+        negative = Y.shape[0] - positive
+        trainable = np.flatnonzero((positive >= need) & (negative >= need)).tolist()
+        if trainable:
+            return trainable
+        names = self.queue.labels
+        if Y.shape[0] == 0:
+            raise NotEnoughLabels(
+                f"no labels yet: for each of {', '.join(names)}, label at least {need} texts that "
+                f"carry it and {need} that do not"
+            )
+        listed = ", ".join(
+            f"{name}: {p} with, {n} without" for name, p, n in zip(names, positive, negative)
+        )
+        raise NotEnoughLabels(
+            f"no label can be learnt yet ({listed}); a label is trained once {need} texts carry "
+            f"it and {need} do not"
+        )
+
+    def _targets(self, answers: Any, run: Run) -> np.ndarray:
+        """``y`` for this cycle, with the run's label counts (and, multi-label, which labels are
+        trained); raises NotEnoughLabels when the cycle must wait."""
+        label_set = self.queue.labels
+        if not self.multi_label:
+            y = answers.to_numpy(dtype=object)
+            run.label_counts = _label_counts(y, label_set)
+            self.check_labels(run.label_counts)
+            return y
+        Y = labelsets.indicator(answers.tolist(), label_set)
+        positive = Y.sum(axis=0).astype(int)
+        # texts carrying each label (zeros kept: they say why a label is not trained)
+        run.label_counts = dict(zip(label_set, positive.tolist()))
+        trained = self.check_label_sets(Y)
+        run.trained_labels = [label_set[j] for j in trained]
+        run.untrained_labels = {
+            label_set[j]: {"positive": int(positive[j]), "negative": int(len(Y) - positive[j])}
+            for j in range(len(label_set)) if j not in trained
+        }
+        if run.untrained_labels:
+            log.info(
+                "run %s: training %s; leaving out %s until %d texts carry each and %d do not",
+                run.run_id, ", ".join(run.trained_labels),
+                ", ".join(f"{k} ({v['positive']} with, {v['negative']} without)"
+                          for k, v in run.untrained_labels.items()),
+                self.cv_folds, self.cv_folds,
+            )
+        return Y[:, trained]
+
     def _features(self, item_ids: Any, texts: Any) -> Any:
         """Cached embeddings for transformer featurizers; raw texts for TF-IDF (fitted in CV)."""
         if self._cached:
@@ -308,13 +416,17 @@ class Orchestrator:
     def _model(self, n_labels: int) -> Pipeline | Any:
         """What cross-validation fits: the whole pipeline for TF-IDF (no vocabulary leaks from
         test folds), the classifier alone for embeddings (precomputed, nothing to learn)."""
+        classifier = (
+            models.multilabel_classifier(self.estimator) if self.multi_label
+            else clone(self.estimator)
+        )
         if self._cached:
-            return clone(self.estimator)
+            return classifier
         featurizer = clone(self._template)
         if n_labels < _FEW_LABELS and "min_df" in featurizer.get_params():
             # A handful of texts may share no term twice; keep every term rather than none.
             featurizer.set_params(min_df=1)
-        return Pipeline([("features", featurizer), ("classifier", clone(self.estimator))])
+        return Pipeline([("features", featurizer), ("classifier", classifier)])
 
     def _cross_validate(
         self, X: Any, y: np.ndarray, label_set: list[str]
@@ -347,6 +459,50 @@ class Orchestrator:
         metrics["cv_folds"] = self.cv_folds
         return metrics, confusion
 
+    def _cross_validate_multilabel(
+        self, X: Any, Y: np.ndarray, label_names: list[str]
+    ) -> tuple[dict[str, float], dict[str, list[list[int]]], dict[str, float | None]]:
+        """Multi-label scores averaged over plain ``KFold`` folds (``StratifiedKFold`` needs one
+        class per text), the out-of-fold confusion matrix of each label, and each label's ROC AUC
+        averaged over the folds where it is defined.
+
+        A fold whose test part holds one answer only for a label (no text carries it, or all
+        do) has no ROC AUC for that label: it is skipped there, counted in
+        ``roc_auc_skipped`` and logged; the other scores are defined in every fold.
+        """
+        cv = KFold(n_splits=self.cv_folds, shuffle=True, random_state=self.random_state)
+        oof = np.zeros(Y.shape, dtype=float)
+        folds: list[dict[str, float]] = []
+        per_label: dict[str, list[float]] = {name: [] for name in label_names}
+        for train, test in cv.split(X):
+            model = self._model(len(Y)).fit(X[train], Y[train])
+            oof[test] = model.predict_proba(X[test])
+            scores, auc = models.multilabel_metrics(Y[test], oof[test], label_names)
+            folds.append(scores)
+            for name, value in auc.items():
+                if value is not None:
+                    per_label[name].append(value)
+        skipped = len(folds) * len(label_names) - sum(map(len, per_label.values()))
+        if skipped:
+            log.info(
+                "ROC AUC undefined (one answer only in the test fold) for %d of %d "
+                "label-folds, skipped: %s", skipped, len(folds) * len(label_names),
+                ", ".join(f"{k} in {len(folds) - len(v)} folds"
+                          for k, v in per_label.items() if len(v) < len(folds)),
+            )
+        metrics: dict[str, float] = {}
+        for name in ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "roc_auc"):
+            values = np.asarray([fold[name] for fold in folds], dtype=float)
+            defined = np.isfinite(values).any()
+            metrics[name] = float(np.nanmean(values)) if defined else float("nan")
+            metrics[f"{name}_std"] = float(np.nanstd(values)) if defined else float("nan")
+        metrics["roc_auc_skipped"] = float(skipped)
+        metrics["cv_folds"] = self.cv_folds
+        predicted = (oof >= models.THRESHOLD).astype(int)
+        confusion = dict(zip(label_names, multilabel_confusion_matrix(Y, predicted).tolist()))
+        auc_per_label = {k: float(np.mean(v)) if v else None for k, v in per_label.items()}
+        return metrics, confusion, auc_per_label
+
     def _fit(self, texts: Any, X: Any, y: np.ndarray) -> Pipeline:
         model = self._model(len(y)).fit(X, y)
         if self._cached:
@@ -355,8 +511,9 @@ class Orchestrator:
         return model
 
     def _rerank(
-        self, run_id: int, pipeline: Pipeline, X_labelled: Any, y: np.ndarray, timings: dict
+        self, run: Run, pipeline: Pipeline, X_labelled: Any, y: np.ndarray, timings: dict
     ) -> int:
+        run_id = run.run_id
         with _timed(timings, "read_pool"):
             pool = self.queue.undone()
         if pool.empty:
@@ -375,22 +532,24 @@ class Orchestrator:
         classifier = pipeline.named_steps["classifier"]
         with _timed(timings, "score"):
             # One prediction serves the strategy and the guesses the app shows.
-            proba = classifier.predict_proba(X_pool)
             try:
-                scores = strategies.score_pool(
+                proba, scores = strategies.rank_pool(
                     self.strategy,
                     classifier,
                     X_pool,
+                    rng=rng,
+                    explore=self.explore,
+                    multi_label=self.multi_label,
+                    aggregate=self.aggregate,
                     X_labelled=Xl,
                     y_labelled=y,
-                    rng=rng,
-                    proba=proba,
                 )
             except EmptyPool:
                 return 0
-            if self.explore:
-                scores = strategies.mix_random(scores, self.explore, rng)
-            guesses = _guesses(classifier.classes_, proba)
+            if self.multi_label:
+                guesses = label_set_guesses(proba, run.trained_labels)
+            else:
+                guesses = _guesses(classifier.classes_, proba)
         log.info("run %s: reordering %d items", run_id, len(pool))
         with _timed(timings, "reorder"):
             return self.queue.reorder(pool["item_id"].to_numpy(), scores, ranked_by=run_id,
@@ -443,6 +602,7 @@ def orchestrate(
     strategy: str = "entropy",
     explore: float = 0.0,
     keep: int | None = None,
+    aggregate: str = "mean",
     wait_seconds: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> Run | None:
@@ -466,9 +626,12 @@ def orchestrate(
             strategy=strategy,
             explore=explore,
             keep=keep,
+            aggregate=aggregate,
         )
-        log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s models in %s",
-                 q, featurizer, strategy, explore, Path(models_dir).resolve())
+        log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s%s models in %s",
+                 q, featurizer, strategy, explore,
+                 f" multi-label aggregate={aggregate}" if q.multi_label else "",
+                 Path(models_dir).resolve())
         if once:
             return orch.run_once()
         orch.run_forever(interval_seconds=interval_seconds, min_new_labels=min_new_labels,
@@ -503,6 +666,28 @@ def _guesses(classes: Any, proba: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Each row's likeliest label and its probability: what the labelling app shows."""
     best = np.asarray(proba).argmax(axis=1)
     return np.asarray(classes)[best].tolist(), np.asarray(proba)[np.arange(best.size), best]
+
+
+def label_set_guesses(
+    proba: np.ndarray, label_names: list[str], threshold: float = models.THRESHOLD
+) -> tuple[list[str], np.ndarray]:
+    """Each row's guessed label set and the probability that the whole set is right.
+
+    The set holds the labels whose probability reaches ``threshold``, as a canonical
+    :mod:`widgetal.labelsets` string (``label_names`` in project order). Its probability is
+    ``prod_j max(p_j, 1 - p_j)``: the chance that every one of the label decisions is right if
+    the model's labels are independent, the multi-label counterpart of a single-label guess's
+    probability (it falls as labels are added, as subset accuracy does).
+
+    Examples
+    --------
+    >>> labels, p = label_set_guesses(np.array([[0.9, 0.2], [0.4, 0.5]]), ["a", "b"])
+    >>> labels, p.round(2).tolist()
+    (['["a"]', '["b"]'], [0.72, 0.3])
+    """
+    proba = np.asarray(proba, dtype=float)
+    sets = labelsets.from_indicator(proba >= threshold, label_names)
+    return sets, np.maximum(proba, 1.0 - proba).prod(axis=1)
 
 
 def _label_counts(y: np.ndarray, label_set: list[str]) -> dict[str, int]:
@@ -547,4 +732,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = ["Orchestrator", "Run", "orchestrate", "wait_for_database", "TRANSIENT_ERRORS"]
+__all__ = [
+    "Orchestrator", "Run", "orchestrate", "wait_for_database", "label_set_guesses",
+    "TRANSIENT_ERRORS",
+]

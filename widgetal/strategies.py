@@ -3,7 +3,14 @@
 Three layers, kept apart as in modAL: measures (``least_confidence``, ``margin``, ``entropy``,
 ``vote_entropy``) map arrays to one score per row; modifiers (``density_weighted``,
 ``mix_random``) turn scores into other scores; ``score_pool`` is the one place that asks an
-estimator for probabilities. Picking the top ``n`` is ``top_n``. Nothing here touches a database.
+estimator for probabilities, and ``rank_pool`` (probabilities, scores, exploration) is the one
+ranking step the orchestrator and the simulation share. Picking the top ``n`` is ``top_n``.
+Nothing here touches a database.
+
+Multi-label projects give an (n × L) array of per-label positive probabilities instead of a
+distribution over classes; ``multilabel_scores`` applies the same measures to each label's
+binary ``[p, 1 - p]`` and aggregates them (mean or max), so ``--strategy entropy`` means the
+same thing for both kinds of project.
 """
 
 from __future__ import annotations
@@ -320,6 +327,118 @@ def top_n(scores: np.ndarray, n: int) -> np.ndarray:
     return best[np.argsort(-scores[best], kind="stable")]
 
 
+def multilabel_scores(
+    proba: np.ndarray, measure: str = "entropy", aggregate: str = "mean"
+) -> np.ndarray:
+    """Multi-label uncertainty: a measure of each label's yes/no decision, aggregated per row.
+
+    Each label ``j`` is a binary question with distribution ``[p_j, 1 - p_j]``; ``measure`` (one
+    of ``least-confidence``, ``margin``, ``entropy``, the functions above, one implementation each)
+    scores it, giving ``u_j``:
+
+    - least-confidence: ``u_j = 1 - max(p_j, 1 - p_j) = min(p_j, 1 - p_j)``, in [0, 0.5]
+    - margin: ``u_j = 1 - |p_j - (1 - p_j)| = 1 - |2 p_j - 1|``, in [0, 1]
+    - entropy: ``u_j = -p_j log p_j - (1 - p_j) log(1 - p_j)``, in [0, log 2]
+
+    then ``score = mean_j u_j`` (``aggregate="mean"``: texts unsure about many labels first) or
+    ``score = max_j u_j`` (``"max"``: a text unsure about any one label first, which finds the
+    boundary of a rare label even when the other labels are clear). Higher = ask sooner. Each
+    ``u_j`` peaks at ``p_j = 0.5``. Per-label binary uncertainty aggregated over labels (MAX and
+    AVG): Esuli & Sebastiani (2009), "Active learning strategies for multi-label text
+    classification", ECIR; the per-label measures as cited above.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_labels)
+        Each label's probability of applying, in [0, 1]; rows need not sum to 1 (this is what
+        ``OneVsRestClassifier.predict_proba`` gives for an indicator ``y``).
+    measure : {"entropy", "least-confidence", "margin"}, default="entropy"
+    aggregate : {"mean", "max"}, default="mean"
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        ``proba`` not 2-D, without labels, or with values outside [0, 1]; unknown ``measure``
+        or ``aggregate``.
+    EmptyPool
+        ``proba`` has no rows.
+
+    Examples
+    --------
+    >>> p = np.array([[0.5, 0.0], [0.9, 0.9]])
+    >>> multilabel_scores(p, "least-confidence", "mean").round(3)
+    array([0.25, 0.1 ])
+    >>> multilabel_scores(p, "least-confidence", "max").round(3)
+    array([0.5, 0.1])
+    """
+    if measure not in MULTILABEL_MEASURES:
+        raise ValueError(
+            f"Unknown measure '{measure}' for a multi-label project; choose one of "
+            f"{sorted(MULTILABEL_MEASURES)}."
+        )
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}.")
+    proba = _check_label_proba(proba)
+    n, n_labels = proba.shape
+    # Every (row, label) pair becomes one two-class row, so each measure keeps one implementation.
+    binary = np.stack([proba, 1.0 - proba], axis=2).reshape(n * n_labels, 2)
+    per_label = MULTILABEL_MEASURES[measure](binary).reshape(n, n_labels)
+    return per_label.mean(axis=1) if aggregate == "mean" else per_label.max(axis=1)
+
+
+def rank_pool(
+    name: str,
+    estimator: Any,
+    X_pool: Any,
+    *,
+    rng: np.random.Generator,
+    explore: float = 0.0,
+    multi_label: bool = False,
+    aggregate: str = "mean",
+    X_labelled: Any = None,
+    y_labelled: Any = None,
+    embeddings: Any = None,
+    n_members: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ranking step: the model's probabilities for the pool, and the scores that order it.
+
+    One prediction serves the strategy and whatever the caller does with the probabilities
+    (the orchestrator publishes them as guesses). ``explore`` then hands that share of the top
+    slots to random items (:func:`mix_random`); the ``"random"`` strategy is not mixed, being
+    random already. The orchestrator and ``widgetal simulate`` both rank through here.
+
+    Parameters
+    ----------
+    name, estimator, X_pool, X_labelled, y_labelled, embeddings, n_members
+        As for :func:`score_pool`; ``estimator`` must be fitted.
+    rng : numpy.random.Generator
+        Draws the random strategy, committee bootstraps and exploration.
+    explore : float in [0, 1]
+    multi_label, aggregate
+        As for :func:`score_pool`.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_pool, n_classes) or (n_pool, n_labels)
+        ``estimator.predict_proba(X_pool)``.
+    scores : ndarray of shape (n_pool,)
+        Higher = ask sooner.
+    """
+    proba = np.asarray(estimator.predict_proba(X_pool))
+    scores = score_pool(
+        name, estimator, X_pool, X_labelled=X_labelled, y_labelled=y_labelled,
+        embeddings=embeddings, rng=rng, n_members=n_members, proba=proba,
+        multi_label=multi_label, aggregate=aggregate,
+    )
+    if explore > 0 and name != "random":
+        scores = mix_random(scores, explore, rng)
+    return proba, scores
+
+
 def score_pool(
     name: str,
     estimator: Any,
@@ -331,6 +450,8 @@ def score_pool(
     rng: np.random.Generator | None = None,
     n_members: int = 5,
     proba: np.ndarray | None = None,
+    multi_label: bool = False,
+    aggregate: str = "mean",
 ) -> np.ndarray:
     """Score every pool item with the strategy called ``name``; higher = ask sooner.
 
@@ -355,6 +476,13 @@ def score_pool(
     proba : ndarray of shape (n_pool, n_classes), optional
         ``estimator.predict_proba(X_pool)`` when the caller has it already (the orchestrator
         publishes it as guesses), so that it is not computed twice.
+    multi_label : bool, default=False
+        ``proba`` is (n_pool, n_labels) per-label probabilities (a multi-label project): the
+        uncertainty measures go through :func:`multilabel_scores`, ``"density"`` weights the
+        aggregated multi-label entropy, ``"random"`` is unchanged, and ``"committee"`` (vote
+        entropy over one class per member) is refused.
+    aggregate : {"mean", "max"}, default="mean"
+        How per-label uncertainties combine in a multi-label project; unused otherwise.
 
     Returns
     -------
@@ -363,14 +491,15 @@ def score_pool(
     Raises
     ------
     ValueError
-        Unknown ``name``, or ``"committee"`` without a labelled set.
+        Unknown ``name``, ``"committee"`` without a labelled set or in a multi-label project.
     EmptyPool
         ``X_pool`` has no rows.
     NotEnoughLabels
         ``"committee"`` with fewer than two classes labelled.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy '{name}'; choose one of {sorted(STRATEGIES)}.")
+    check_strategy(name, multi_label)
+    if multi_label and aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}.")
     n = _n_rows(X_pool)
     if n == 0:
         raise EmptyPool("The pool is empty: every item is labelled, nothing left to rank.")
@@ -383,11 +512,32 @@ def score_pool(
         )
     if proba is None:
         proba = estimator.predict_proba(X_pool)
+    if multi_label:
+        measure = "entropy" if name == "density" else name
+        uncertainty = multilabel_scores(proba, measure, aggregate)
+    else:
+        uncertainty = entropy(proba) if name == "density" else STRATEGIES[name](proba)
     if name == "density":
-        if embeddings is None:
-            embeddings = X_pool
-        return density_weighted(entropy(proba), embeddings)
-    return STRATEGIES[name](proba)
+        return density_weighted(uncertainty, X_pool if embeddings is None else embeddings)
+    return uncertainty
+
+
+def check_strategy(name: str, multi_label: bool = False) -> None:
+    """Refuse a strategy name that does not exist, or does not apply to this kind of project.
+
+    Raises
+    ------
+    ValueError
+        With the names that would work.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy '{name}'; choose one of {sorted(STRATEGIES)}.")
+    if multi_label and name not in MULTILABEL_STRATEGIES:
+        raise ValueError(
+            f"The '{name}' strategy is not available in a multi-label project: its committee "
+            "votes for one class per text, and a text here may carry several labels. Choose one "
+            f"of {list(MULTILABEL_STRATEGIES)}."
+        )
 
 
 #: Name → function, as the CLI's ``--strategy`` spells it. Signatures differ by family (see each
@@ -400,6 +550,19 @@ STRATEGIES: dict[str, Callable[..., np.ndarray]] = {
     "committee": vote_entropy,
     "density": density_weighted,
 }
+
+#: The measures :func:`multilabel_scores` applies to each label's yes/no decision.
+MULTILABEL_MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "least-confidence": least_confidence,
+    "margin": margin,
+    "entropy": entropy,
+}
+
+#: Strategy names that work in a multi-label project (``score_pool(..., multi_label=True)``).
+MULTILABEL_STRATEGIES = ("least-confidence", "margin", "entropy", "random", "density")
+
+#: How per-label uncertainties combine into one score per text.
+AGGREGATES = ("mean", "max")
 
 
 def _committee_proba(estimator, X_pool, X_labelled, y_labelled, rng, n_members):
@@ -458,6 +621,22 @@ def _check_proba(proba) -> np.ndarray:
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
             f"{int(bad.sum())} rows of proba do not sum to 1 (row {row} sums to {sums[row]:.4g}); "
+            "pass predict_proba output, not decision_function or logits."
+        )
+    return proba
+
+
+def _check_label_proba(proba) -> np.ndarray:
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or proba.shape[1] < 1:
+        raise ValueError(
+            f"Multi-label proba must have shape (n_samples, n_labels), got {proba.shape}"
+        )
+    if proba.shape[0] == 0:
+        raise EmptyPool("The pool is empty: every item is labelled, nothing left to rank.")
+    if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1).any():
+        raise ValueError(
+            "Multi-label proba must hold each label's probability, finite and between 0 and 1; "
             "pass predict_proba output, not decision_function or logits."
         )
     return proba
