@@ -82,6 +82,28 @@ def _cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _server_ticks(server: int) -> int:
+    """CPU ticks of the Voila process and its kernels, live ones only (closed kernels' ticks
+    are gone with them, so this is read while all pages are open)."""
+    return _cpu_ticks([server, *_kernels(server)])
+
+
+def _browser_ticks() -> int:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0]
+                if argv0.endswith(b"/chromium"):  # Debian's wrapper runs /usr/lib/chromium/
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return _cpu_ticks(pids)
+
+
 def _wait_until_quiet(server: int, timeout: float = 300) -> None:
     """Until the server's kernels stop using CPU: "pool filled" in Voila's log means started,
     not yet through the notebook's imports (up to where each waits for its page)."""
@@ -192,6 +214,7 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
                 raise TimeoutError("the kernel pool did not fill")
             time.sleep(0.3)
         _wait_until_quiet(server.pid)  # pooled kernels have run the notebook up to the page
+        load_before = os.getloadavg()[0]
         ready: list[float] = []
         clicks: list[float] = []
         pages = threading.Thread(target=lambda: asyncio.run(
@@ -200,7 +223,14 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
         peak_kernels: list[int] = []
         rss: list[float] = []
         pss: list[float] = []
+        # CPU-seconds until every page is ready: the server's share (Voila and its kernels)
+        # against the browser's, which real labellers' own machines would carry.
+        server_cpu, browser_cpu = _server_ticks(server.pid), _browser_ticks()
+        load_cpu = None
         while pages.is_alive():
+            if load_cpu is None and len(ready) == n:
+                load_cpu = ((_server_ticks(server.pid) - server_cpu) / _HZ,
+                            (_browser_ticks() - browser_cpu) / _HZ)
             live = _kernels(server.pid)
             if len(live) >= len(peak_kernels):
                 peak_kernels = live
@@ -228,6 +258,10 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
             f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: "
             f"{max(len(left) - pool, 0)} beyond the pool of {pool} ({len(left)} in all)"
         )
+        if load_cpu is not None:
+            print(f"       CPU until every page was ready: server (Voila + kernels) "
+                  f"{load_cpu[0]:.0f} s, browser {load_cpu[1]:.0f} s; load average before "
+                  f"the run {load_before:.1f}")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
