@@ -5,10 +5,17 @@ with which strategy. ``simulate`` holds out a test split, starts every strategy 
 random seed set (every class in it), and then, round after round, trains, scores the pool,
 "labels" the next batch by revealing the known labels, and records the test score. Features are
 computed once and shared by every strategy and repeat; only the classifier is refitted.
+
+Ranking goes through :func:`widgetal.strategies.rank_pool`, the orchestrator's own ranking step.
+A multi-label file (``multi_label=True``: each label cell a set of labels) is replayed the same
+way with the orchestrator's one-vs-rest model (:func:`widgetal.models.multilabel_classifier`),
+its per-label uncertainty (``aggregate``) and its scores
+(:func:`widgetal.models.multilabel_metrics`), with micro-F1 as the headline.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,14 +28,21 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from . import labelsets
 from .errors import InvalidInput, NotEnoughLabels
 from .io import read_table
-from .strategies import STRATEGIES, mix_random, score_pool, top_n
+from .models import multilabel_classifier, multilabel_metrics
+from .strategies import AGGREGATES, STRATEGIES, check_strategy, rank_pool, top_n
 
 #: What ``widgetal simulate`` compares when no ``--strategies`` are given.
 DEFAULT_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "committee", "density")
+#: The same for a multi-label file (the committee votes for one class per text).
+DEFAULT_MULTILABEL_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "density")
 #: Uncertainty measures that rank a two-class pool identically (all are monotone in min p).
 _SAME_FOR_TWO = {"least-confidence", "margin", "entropy"}
+#: Per label, margin is twice least-confidence (1 - |2p - 1| = 2 min(p, 1 - p)): with either
+#: aggregate they rank a multi-label pool identically.
+_SAME_FOR_LABEL_SETS = {"least-confidence", "margin"}
 #: The share of the full-data score a strategy must reach; "labels to 99%" in the table.
 TARGET_SHARE = 0.99
 
@@ -54,7 +68,8 @@ class SimulationResult:
         One row per (strategy, repeat, round): ``strategy, repeat, n_labels`` and one column per
         metric.
     metric : str
-        The headline metric: ``roc_auc`` for two classes, else ``macro_f1``.
+        The headline metric: ``roc_auc`` for two classes, ``macro_f1`` for more, ``f1_micro``
+        for a multi-label file.
     full_score : float
         The headline metric of the estimator trained on the whole pool.
     settings : dict
@@ -127,7 +142,7 @@ def simulate(
     texts: Sequence[str],
     labels: Sequence[Any],
     *,
-    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    strategies: Sequence[str] | None = None,
     featurizer: str = "tfidf",
     estimator: Any = None,
     batch: int = 100,
@@ -141,15 +156,22 @@ def simulate(
     n_members: int = 5,
     features: Any = None,
     progress: bool = True,
+    multi_label: bool = False,
+    label_set: Sequence[str] | None = None,
+    label_sep: str | None = None,
+    aggregate: str = "mean",
 ) -> SimulationResult:
     """Simulate active learning on labelled texts and return the learning curves.
 
     Parameters
     ----------
     texts, labels : sequences of the same length
-        The labelled data. Rows with an empty label are dropped.
-    strategies : sequence of str
+        The labelled data. Rows with an empty label are dropped. With ``multi_label``, each
+        label is a set: a list, a JSON list (``["billing","urgent"]``, ``[]`` for none) or
+        labels joined by ``label_sep``, read by :func:`widgetal.labelsets.parse`.
+    strategies : sequence of str, optional
         Keys of :data:`widgetal.strategies.STRATEGIES`; include ``"random"`` for the savings.
+        Default :data:`DEFAULT_STRATEGIES` (multi-label: :data:`DEFAULT_MULTILABEL_STRATEGIES`).
     featurizer : str
         A :func:`widgetal.features.make_featurizer` spec, computed once for all rows: TF-IDF is
         fitted on the pool texts (never the test texts), transformer embeddings are stateless.
@@ -177,6 +199,18 @@ def simulate(
         Precomputed features, one row per text (then ``featurizer`` is only a label).
     progress : bool
         Show a tqdm bar.
+    multi_label : bool
+        Each label is a set of labels; the model is one-vs-rest, the headline metric
+        ``f1_micro`` (also reported: ``f1_macro``, ``subset_accuracy``, ``roc_auc`` averaged
+        over the labels where the test split holds both answers).
+    label_set : sequence of str, optional
+        Multi-label: the project's labels, in order; default: every label found, sorted.
+        Labels that the pool never (or always) carries cannot be learnt and are left out,
+        named in ``settings["untrained_labels"]``.
+    label_sep : str, optional
+        Multi-label: the separator of cells such as ``billing|urgent``.
+    aggregate : {"mean", "max"}
+        Multi-label: how per-label uncertainties combine (as the orchestrator's ``aggregate``).
 
     Returns
     -------
@@ -188,18 +222,30 @@ def simulate(
         Lengths differ, unknown strategy, or bad sizes.
     NotEnoughLabels
         Fewer than two classes, a class too rare to appear in both splits, or a seed set
-        smaller than the number of classes.
+        smaller than the number of classes (multi-label: no label both carried and not carried
+        in the pool, or a seed set too small to hold both answers of every label).
     """
     texts = ["" if t is None else str(t) for t in texts]
-    y = np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
-                  for v in labels], dtype=object)
+    if multi_label:
+        y, label_set = _label_sets(labels, label_set, label_sep)
+    else:
+        y = np.array(["" if _empty(v) else str(v).strip() for v in labels], dtype=object)
     if len(texts) != len(y):
         raise InvalidInput(f"Got {len(texts)} texts but {len(y)} labels.")
+    if strategies is None:
+        strategies = DEFAULT_MULTILABEL_STRATEGIES if multi_label else DEFAULT_STRATEGIES
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         raise InvalidInput(
             f"Unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}."
         )
+    for name in strategies:
+        try:
+            check_strategy(name, multi_label)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    if aggregate not in AGGREGATES:
+        raise InvalidInput(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}.")
     if batch < 1 or start < 1 or not 0 < test_frac < 1 or repeats < 1 or not 0 <= explore <= 1:
         raise InvalidInput(
             "Need --batch >= 1, --start >= 1, 0 < --test-frac < 1, --repeats >= 1 and "
@@ -214,39 +260,55 @@ def simulate(
     y = y[keep]
     if features is not None:
         features = features[keep]
-    classes = np.unique(y)
-    if classes.size < 2:
-        raise NotEnoughLabels(
-            f"The labels hold {classes.size} class(es) {classes.tolist()}; a classifier needs at "
-            "least two. Check --label-col."
-        )
-    test = _split(y, test_frac, seed, test_index)
-    pool = np.setdiff1d(np.arange(len(y)), test)
-    if start < classes.size:
-        raise NotEnoughLabels(
-            f"--start {start} is smaller than the {classes.size} classes; the seed set needs one "
-            "of each."
-        )
+    untrained: dict[str, dict[str, int]] = {}
+    if multi_label:
+        test, y, classes, untrained = _split_multilabel(y, label_set, test_frac, seed, test_index)
+        pool = np.setdiff1d(np.arange(len(y)), test)
+    else:
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise NotEnoughLabels(
+                f"The labels hold {classes.size} class(es) {classes.tolist()}; a classifier "
+                "needs at least two. Check --label-col."
+            )
+        test = _split(y, test_frac, seed, test_index)
+        pool = np.setdiff1d(np.arange(len(y)), test)
+        if start < classes.size:
+            raise NotEnoughLabels(
+                f"--start {start} is smaller than the {classes.size} classes; the seed set needs "
+                "one of each."
+            )
 
     X = features if features is not None else _featurize(featurizer, texts, pool)
     X_pool, X_test, y_pool, y_test = X[pool], X[test], y[pool], y[test]
     estimator = default_estimator() if estimator is None else estimator
+    if multi_label:
+        estimator = multilabel_classifier(estimator)
+        metric = "f1_micro"
+        _seed_set_multilabel(y_pool, start, np.random.default_rng([seed, 0]))  # fails early
+    else:
+        metric = "roc_auc" if classes.size == 2 else "macro_f1"
+    label_names = list(classes) if multi_label else None
     full = clone(estimator).fit(X_pool, y_pool)
-    metric = "roc_auc" if classes.size == 2 else "macro_f1"
-    full_score = _score(full, X_test, y_test)[metric]
+    full_score = _score(full, X_test, y_test, label_names)[metric]
 
     limit = len(pool) if max_labels is None else min(len(pool), max_labels)
     rounds = 1 + int(np.ceil(max(limit - min(start, limit), 0) / batch))
     bar = _bar(len(strategies) * repeats * rounds, progress)
     rows = []
+    two_classes = not multi_label and classes.size == 2
     for repeat in range(repeats):
-        seed_set = _seed_set(y_pool, start, np.random.default_rng([seed, repeat]))
+        repeat_rng = np.random.default_rng([seed, repeat])
+        seed_set = (_seed_set_multilabel(y_pool, start, repeat_rng) if multi_label
+                    else _seed_set(y_pool, start, repeat_rng))
         done: dict[str, list[dict]] = {}
         for name in strategies:
-            twin = next((t for t in done if classes.size == 2 and {t, name} <= _SAME_FOR_TWO), None)
+            same = _SAME_FOR_LABEL_SETS if multi_label else _SAME_FOR_TWO if two_classes else set()
+            twin = next((t for t in done if {t, name} <= same), None)
             if twin is not None:
-                # For two classes these measures are monotone in the same min(p); rank the
-                # pool identically, so the curve is the twin's, not recomputed.
+                # For two classes these measures are monotone in the same min(p) (for label
+                # sets, margin = 2 x least-confidence per label): they rank the pool
+                # identically, so the curve is the twin's, not recomputed.
                 done[name] = [{**row, "strategy": name} for row in done[twin]]
                 bar.update(len(done[name]))
                 continue
@@ -254,7 +316,7 @@ def simulate(
             done[name] = []
             for n_labels, scores in _curve(
                 name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
-                rng, explore, n_members,
+                rng, explore, n_members, label_names, aggregate,
             ):
                 done[name].append(
                     {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
@@ -264,9 +326,11 @@ def simulate(
     bar.close()
     settings = {
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
-        "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": classes.tolist(),
+        "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
         "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
     }
+    if multi_label:
+        settings.update(multi_label=True, aggregate=aggregate, untrained_labels=untrained)
     return SimulationResult(pd.DataFrame(rows), metric, float(full_score), settings)
 
 
@@ -277,7 +341,8 @@ def load_labelled(
     *,
     encoding: str = "utf-8",
     columns: Sequence[str] | None = None,
-) -> tuple[list[str], list[str]]:
+    multi_label: bool = False,
+) -> tuple[list[str], list[Any]]:
     """Texts and labels from a CSV / JSONL / Parquet file, read by :func:`widgetal.io.read_table`.
 
     Parameters
@@ -290,6 +355,9 @@ def load_labelled(
     columns : sequence of str, optional
         The file has no header row: these are its column names, in order (an empty sequence
         numbers them "0", "1", ...). sentiment140: ``target,ids,date,flag,user,text``.
+    multi_label : bool
+        Label cells are sets: list cells (JSON lines, Parquet) are kept as lists, text cells as
+        text, for :func:`simulate` to parse (``[]`` is an answer, an empty cell is not).
 
     Raises
     ------
@@ -317,9 +385,13 @@ def load_labelled(
             f"Missing column(s) {missing}; the file has {list(map(str, frame.columns))}. Name the "
             "right ones with --text-col / --label-col (or --columns for a file without a header)."
         )
-    labels = frame[label_col].map(lambda v: "" if v is None or v != v else str(v).strip())
+    if multi_label:
+        labels = frame[label_col].map(_label_cell)
+    else:
+        labels = frame[label_col].map(lambda v: "" if v is None or v != v else str(v).strip())
     texts = frame[text_col].map(lambda v: "" if v is None or v != v else str(v))
-    keep = (labels != "") & (texts.str.strip() != "")
+    answered = labels.map(lambda v: not (isinstance(v, str) and v == ""))
+    keep = answered & (texts.str.strip() != "")
     if not keep.any():
         raise InvalidInput(f"No row has both a text in '{text_col}' and a label in '{label_col}'.")
     return texts[keep].tolist(), labels[keep].tolist()
@@ -378,7 +450,8 @@ def plot_curves(result: SimulationResult, path: str | Path) -> Path:
     ax.annotate(f" {TARGET_SHARE:.0%} of full-data score", (ax.get_xlim()[0], target),
                 ha="left", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("labels")
-    ax.set_ylabel({"roc_auc": "ROC AUC (test)", "macro_f1": "macro-F1 (test)"}[result.metric])
+    ax.set_ylabel({"roc_auc": "ROC AUC (test)", "macro_f1": "macro-F1 (test)",
+                   "f1_micro": "micro-F1 (test)"}[result.metric])
     featurizer = result.settings.get("featurizer", "")
     ax.set_title(f"Active learning vs random ({featurizer}, batches of "
                  f"{result.settings.get('batch')})", fontsize=10)
@@ -390,28 +463,31 @@ def plot_curves(result: SimulationResult, path: str | Path) -> Path:
 
 
 def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng,
-           explore, n_members):
-    """Yield (n_labels, test scores) after each round of one strategy."""
+           explore, n_members, label_names=None, aggregate="mean"):
+    """Yield (n_labels, test scores) after each round of one strategy (``label_names``: the
+    labels of a multi-label ``y``, else None)."""
     labelled = np.zeros(len(y_pool), dtype=bool)
     labelled[seed_set[:limit]] = True
     while True:
         have = np.flatnonzero(labelled)
         model = clone(estimator).fit(X_pool[have], y_pool[have])
-        yield int(have.size), _score(model, X_test, y_test)
+        yield int(have.size), _score(model, X_test, y_test, label_names)
         left = np.flatnonzero(~labelled)
         if have.size >= limit or left.size == 0:
             return
-        scores = score_pool(
-            name, model, X_pool[left], X_labelled=X_pool[have], y_labelled=y_pool[have],
-            rng=rng, n_members=n_members,
+        _, scores = rank_pool(
+            name, model, X_pool[left], rng=rng, explore=explore,
+            multi_label=label_names is not None, aggregate=aggregate,
+            X_labelled=X_pool[have], y_labelled=y_pool[have], n_members=n_members,
         )
-        if explore > 0 and name != "random":
-            scores = mix_random(scores, explore, rng)
         labelled[left[top_n(scores, min(batch, limit - have.size))]] = True
 
 
-def _score(model, X_test, y_test) -> dict[str, float]:
+def _score(model, X_test, y_test, label_names=None) -> dict[str, float]:
     proba = model.predict_proba(X_test)
+    if label_names is not None:
+        metrics, _ = multilabel_metrics(y_test, proba, label_names)
+        return {k: metrics[k] for k in ("f1_micro", "f1_macro", "subset_accuracy", "roc_auc")}
     predicted = model.classes_[proba.argmax(axis=1)]
     scores = {}
     if len(model.classes_) == 2:
@@ -451,6 +527,108 @@ def _split(y, test_frac, seed, test_index) -> np.ndarray:
             "different --test-frac."
         )
     return test
+
+
+def _label_sets(cells, label_set, sep) -> tuple[np.ndarray, list[str]]:
+    """Canonical label-set strings ("" for an empty cell) and the label set they use."""
+    cells = list(cells)
+    if label_set is None:
+        found: set[str] = set()
+        for cell in cells:
+            found.update(_names_in(cell, sep))
+        label_set = sorted(found)
+    label_set = [str(x) for x in label_set]
+    if not label_set:
+        raise NotEnoughLabels("No label found in the label column; check --label-col.")
+    y = np.array(["" if _empty(c) else labelsets.parse(c, label_set, sep) for c in cells],
+                 dtype=object)
+    return y, label_set
+
+
+def _names_in(cell, sep) -> list[str]:
+    # Only to infer the label set; labelsets.parse validates each cell afterwards.
+    if _empty(cell):
+        return []
+    if hasattr(cell, "tolist") and not isinstance(cell, str):
+        cell = cell.tolist()
+    if isinstance(cell, (list, tuple, set, frozenset)):
+        return [str(x) for x in cell]
+    text = str(cell).strip()
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError:
+            return []
+        return [str(x) for x in names] if isinstance(names, list) else []
+    if sep is not None:
+        return [x.strip() for x in text.split(sep) if x.strip()]
+    return []
+
+
+def _split_multilabel(y, label_set, test_frac, seed, test_index):
+    """Test positions, the (n × trained labels) matrix, the trained labels, the others.
+
+    The split is the same random draw as for one label (multi-label stratification is not in
+    scikit-learn); a label the pool never or always carries cannot be learnt and is left out.
+    """
+    Y = labelsets.indicator(list(y), label_set)
+    n = len(Y)
+    if test_index is not None:
+        test = np.unique(np.asarray(test_index, dtype=int))
+    else:
+        test = np.sort(pd.RangeIndex(n).to_series().sample(frac=test_frac, random_state=seed)
+                       .to_numpy())
+    pool = np.setdiff1d(np.arange(n), test)
+    if len(test) == 0 or len(pool) == 0:
+        raise NotEnoughLabels("The pool or the test split is empty; give more rows.")
+    positive = Y[pool].sum(axis=0)
+    learnable = (positive > 0) & (positive < len(pool))
+    untrained = {
+        name: {"positive": int(p), "negative": int(len(pool) - p)}
+        for name, p, ok in zip(label_set, positive, learnable) if not ok
+    }
+    if not learnable.any():
+        raise NotEnoughLabels(
+            f"No label is both carried and not carried by the pool's texts ({untrained}); a "
+            "model cannot learn any of them. Check --label-col and the label separator."
+        )
+    names = [name for name, ok in zip(label_set, learnable) if ok]
+    return test, Y[:, learnable], names, untrained
+
+
+def _seed_set_multilabel(Y_pool, start, rng) -> np.ndarray:
+    """``start`` random pool positions holding, for every label, a text that carries it and
+    one that does not (so no label's model is a constant), shuffled."""
+    order = rng.permutation(len(Y_pool))
+    firsts: list[int] = []
+    for j in range(Y_pool.shape[1]):  # a loop over labels, not rows
+        for value in (1, 0):
+            if not (Y_pool[firsts, j] == value).any():
+                firsts.append(int(order[np.flatnonzero(Y_pool[order, j] == value)[0]]))
+    if start < len(firsts):
+        raise NotEnoughLabels(
+            f"--start {start} is too small: a seed set holding a text with and a text without "
+            f"each label takes {len(firsts)} texts here."
+        )
+    rest = order[~np.isin(order, firsts)]
+    return np.concatenate([firsts, rest[: start - len(firsts)]]).astype(np.intp)
+
+
+def _empty(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return bool(np.isnan(value))
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _label_cell(value):
+    """A multi-label cell as read: a list stays a list, text is stripped, empty is ""."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [str(x) for x in value]
+    return "" if _empty(value) else str(value).strip()
 
 
 def _seed_set(y_pool, start, rng) -> np.ndarray:

@@ -340,6 +340,7 @@ def multilabel_scores(
     - margin: ``u_j = 1 - |p_j - (1 - p_j)| = 1 - |2 p_j - 1|``, in [0, 1]
     - entropy: ``u_j = -p_j log p_j - (1 - p_j) log(1 - p_j)``, in [0, log 2]
 
+    (per label, margin is twice least-confidence, so the two rank alike with either aggregate),
     then ``score = mean_j u_j`` (``aggregate="mean"``: texts unsure about many labels first) or
     ``score = max_j u_j`` (``"max"``: a text unsure about any one label first, which finds the
     boundary of a rare label even when the other labels are clear). Higher = ask sooner. Each
