@@ -5,13 +5,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import charset_normalizer
+import numpy as np
 import pandas as pd
 
+from . import labelset_io
 from .errors import InvalidInput
 
 #: Row numbers in messages are capped so an error about 100,000 rows stays readable.
@@ -53,6 +56,10 @@ class Columns:
     time: str | None = None
     seconds: str | None = None
     ignore: tuple[str, ...] = ()
+    #: Multi-label projects: what joins labels in a label cell (None: JSON lists only), and a
+    #: multi-label CSV export's ``label:NAME`` 0/1 columns, checked against ``label``.
+    label_sep: str | None = None
+    indicators: tuple[str, ...] = ()
 
 
 def detect_columns(
@@ -61,24 +68,30 @@ def detect_columns(
     id: str | None = None,  # noqa: A002
     label: str | None = None,
     labeller: str | None = None,
+    label_sep: str | None = None,
 ) -> Columns:
     """Fill in what the user did not name: a widgetal export is read back without options.
 
     Without ``id``, a file with an ``external_id`` column (what `widgetal export` writes) is an
     export: its ``external_id``, ``label``, ``labeller``, ``created_at`` and ``seconds`` restore
     the same items and labels, and its ``item_id`` (another database's row number) is dropped.
-    With a label column, a ``labeller`` column, if present, names who gave each label.
+    With a label column, a ``labeller`` column, if present, names who gave each label. A
+    multi-label CSV export's ``label`` joins labels with ``|`` and its ``label:NAME`` columns
+    repeat them (see :mod:`widgetal.labelset_io`).
     """
     cols = set(map(str, frame.columns))
     is_export = id is None and "external_id" in cols and text in cols
     if not is_export:
         if label is not None and labeller is None and "labeller" in cols:
             labeller = "labeller"
-        return Columns(text, id, label, labeller)
+        return Columns(text, id, label, labeller, label_sep=label_sep)
     if label is None and "label" in cols:
         label = "label"
     if labeller is None and "labeller" in cols:
         labeller = "labeller"
+    indicators = labelset_io.indicator_columns(frame.columns) if label == "label" else ()
+    if indicators and label_sep is None:
+        label_sep = labelset_io.EXPORT_SEP
     return Columns(
         text,
         "external_id",
@@ -86,7 +99,9 @@ def detect_columns(
         labeller,
         time="created_at" if "created_at" in cols else None,
         seconds="seconds" if "seconds" in cols else None,
-        ignore=tuple(c for c in ("item_id", "source") if c in cols),
+        ignore=tuple(c for c in ("item_id", "source") if c in cols) + indicators,
+        label_sep=label_sep,
+        indicators=indicators,
     )
 
 
@@ -161,16 +176,21 @@ def prepare_rows(
     label: str | None = None,
     labels: list[str] | None = None,
     columns: Columns | None = None,
+    multi_label: bool = False,
 ) -> PreparedRows:
     """Check a table and turn it into rows for the queue; raise before anything is stored.
 
-    Row numbers in messages count data rows from 1 (a CSV's header is not a row).
+    Row numbers in messages count data rows from 1 (a CSV's header is not a row). With
+    ``multi_label`` a label cell is a set of labels (see :mod:`widgetal.labelset_io`), kept as
+    its canonical string; an empty cell is a text not labelled yet, ``[]`` the answer "none of
+    these".
 
     Raises
     ------
     InvalidInput
         Missing columns; empty or whitespace-only texts; duplicate ids; labels outside
-        the label set.
+        the label set; lists of labels in a single-label project; cells that are not label
+        sets in a multi-label one.
     """
     cols = columns or Columns(text, id, label)
     text, id, label = cols.text, cols.id, cols.label
@@ -212,17 +232,12 @@ def prepare_rows(
         merged = int((~keep).sum())
 
     values: list[str | None]
-    if label is not None:
-        raw = frame[label].map(lambda v: "" if _is_missing(v) else str(v).strip())
-        outside = (raw != "") & ~raw.isin(labels or [])
-        if outside.any():
-            bad = ", ".join(repr(v) for v in raw[outside].unique()[:_SHOW])
-            raise InvalidInput(
-                f"Labels outside the label set {labels} in column '{label}': {bad} at rows "
-                f"{_rows(outside)}. Fix them, or start a project with those labels. "
-                "Nothing was imported."
-            )
-        values = [v or None for v in raw.tolist()]
+    if label is not None and multi_label:
+        values = labelset_io.read_label_sets(frame[label], labels or [], cols.label_sep, label)
+        if cols.indicators:
+            labelset_io.check_indicators(frame, cols.indicators, values, labels or [])
+    elif label is not None:
+        values = _single_labels(frame[label], labels or [], label)
     else:
         values = [None] * len(frame)
 
@@ -245,6 +260,29 @@ def prepare_rows(
         merged_duplicates=merged,
         **{name: [v for v, k in zip(col, mask) if k] for name, col in provenance.items()},
     )
+
+
+def _single_labels(column: pd.Series, labels: list[str], name: str) -> list[str | None]:
+    """One label per row (None where the cell is empty), each in the label set."""
+    listed = column.map(lambda v: isinstance(v, (list, tuple, set, frozenset, np.ndarray)))
+    if listed.any():
+        raise InvalidInput(
+            f"Column '{name}' holds lists of labels at rows {_rows(listed)}, but this project "
+            "takes one label per text. Give one label per row, or start a multi-label project "
+            "(widgetal init --labels ... --multi-label). Nothing was imported."
+        )
+    raw = column.map(lambda v: "" if _is_missing(v) else str(v).strip())
+    outside = (raw != "") & ~raw.isin(labels)
+    if outside.any():
+        bad = ", ".join(repr(v) for v in raw[outside].unique()[:_SHOW])
+        hint = (" Lists of labels need a multi-label project (widgetal init --labels ... "
+                "--multi-label)." if raw[outside].str.startswith("[").any() else "")
+        raise InvalidInput(
+            f"Labels outside the label set {labels} in column '{name}': {bad} at rows "
+            f"{_rows(outside)}. Fix them, or start a project with those labels.{hint} "
+            "Nothing was imported."
+        )
+    return [v or None for v in raw.tolist()]
 
 
 def _provenance(frame: pd.DataFrame, cols: Columns, label_given: list[bool]) -> dict[str, list]:
@@ -295,10 +333,31 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_labels(frame: pd.DataFrame, path: str | Path, spreadsheet: bool = False) -> None:
-    """Write labels to CSV, JSONL or Parquet, by the file's extension."""
+def write_labels(
+    frame: pd.DataFrame, path: str | Path, spreadsheet: bool = False,
+    label_set: Sequence[str] | None = None,
+) -> None:
+    """Write labels (or events) to CSV, JSONL or Parquet, by the file's extension.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        ``Queue.labelled()`` or ``Queue.events()``.
+    path : str or Path
+        ``.csv``, ``.jsonl`` (``.ndjson``) or ``.parquet``.
+    spreadsheet : bool
+        Make a CSV safe to open in a spreadsheet (see :func:`spreadsheet_safe`).
+    label_set : list of str, optional
+        A multi-label project's labels: ``label`` then holds canonical label-set strings,
+        written as :func:`widgetal.labelset_io.for_export` says (joined text and one 0/1
+        column per label in CSV; lists in JSONL and Parquet). None: written as they are.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson", ".parquet"):
+        raise InvalidInput(f"Can export to .csv, .jsonl or .parquet, not '{path.name}'.")
+    if label_set is not None:
+        frame = labelset_io.for_export(frame, label_set, suffix)
     if spreadsheet:
         if suffix != ".csv":
             raise InvalidInput("--spreadsheet-safe is for .csv files, which spreadsheets open.")
@@ -308,10 +367,10 @@ def write_labels(frame: pd.DataFrame, path: str | Path, spreadsheet: bool = Fals
     elif suffix in (".jsonl", ".ndjson"):
         frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us",
                       force_ascii=False)
-    elif suffix == ".parquet":
+    elif label_set is not None:  # .parquet, label as a list column
+        labelset_io.write_parquet(frame, path)
+    else:  # .parquet
         frame.to_parquet(path, index=False)
-    else:
-        raise InvalidInput(f"Can export to .csv, .jsonl or .parquet, not '{path.name}'.")
 
 
 def _require_columns(frame: pd.DataFrame, needed: list[str]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput, LabelNotInLabelSet
@@ -71,13 +71,15 @@ def decode(value: str) -> list[str]:
 def parse(cell: Any, label_set: Sequence[str], sep: str | None = None) -> str:
     """Read one imported cell as a label set: a JSON list, a list object, or text joined by ``sep``.
 
-    An empty cell means "no answer" and is handled by the caller; an empty list (``[]``) or,
-    with a separator, an empty string inside quotes is the answer "none of these".
+    An empty cell means "not labelled yet" and is the caller's to handle (this refuses it); the
+    answer "none of these" is an empty list: ``[]`` in text, or an empty list object.
 
     >>> parse('["urgent", "billing"]', ["billing", "urgent"])
     '["billing","urgent"]'
     >>> parse("urgent|billing", ["billing", "urgent"], sep="|")
     '["billing","urgent"]'
+    >>> parse("[]", ["billing", "urgent"], sep="|")
+    '[]'
 
     Raises
     ------
@@ -86,30 +88,70 @@ def parse(cell: Any, label_set: Sequence[str], sep: str | None = None) -> str:
     LabelNotInLabelSet
         If a label in the cell is not in ``label_set``.
     """
-    if hasattr(cell, "tolist") and not isinstance(cell, str):  # a numpy array (Parquet lists)
+    try:
+        labels = split(cell, sep)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f'{exc}. Write a set as ["a", "b"] ([] for none of these), or as labels joined by '
+            "a separator you name; nothing was saved."
+        ) from None
+    return encode(labels, label_set)
+
+
+def split(cell: Any, sep: str | None = None) -> list[str]:
+    """The label names a cell holds, not yet checked against a label set.
+
+    A list object (a Parquet or JSONL list, a Python list, tuple or set) is taken as it is;
+    text starting with ``[`` is read as a JSON list, whatever ``sep`` is, so ``[]`` always
+    means "none of these"; other text is split at ``sep`` (pieces stripped, empty ones
+    dropped).
+
+    >>> split(" billing | urgent ", sep="|"), split('["refund"]', sep="|"), split([])
+    (['billing', 'urgent'], ['refund'], [])
+
+    Raises
+    ------
+    InvalidInput
+        Naming the cell, without a full stop (callers add where it came from): an empty
+        cell, a malformed JSON list, or text that is not a list while no separator was named.
+    """
+    if hasattr(cell, "tolist") and not isinstance(cell, str):  # numpy: arrays and scalars
         cell = cell.tolist()
     if isinstance(cell, (list, tuple, set, frozenset)):
-        return encode([str(x) for x in cell], label_set)
+        return [str(x) for x in cell]
     if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        raise InvalidInput("An empty cell is not a label set.")
+        raise InvalidInput("an empty cell is not a label set")
     text = str(cell).strip()
     if text.startswith("["):
         try:
             labels = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(
-                f"{text!r} is not a well-formed JSON list of labels ({exc.msg} at character "
-                f"{exc.pos})."
+                f"{_shown(text)} is not a well-formed JSON list ({exc.msg} at character "
+                f"{exc.pos})"
             ) from None
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise InvalidInput(f"{text!r} must be a JSON list of label names (strings).")
-        return encode(labels, label_set)
-    if sep is None:
-        raise InvalidInput(
-            f"{text!r} is not a JSON list of labels; write it as [\"a\", \"b\"] or name the "
-            "separator (e.g. --label-sep '|')."
-        )
-    return encode([x.strip() for x in text.split(sep) if x.strip()], label_set)
+            raise InvalidInput(f"{_shown(text)} is not a JSON list of label names (strings)")
+        return labels
+    if not sep:
+        raise InvalidInput(f"{_shown(text)} is not a JSON list of labels, and no separator "
+                           "was named")
+    return [x.strip() for x in text.split(sep) if x.strip()]
+
+
+def count_labels(counts: Mapping[str, int], label_set: Sequence[str]) -> dict[str, int]:
+    """Per label, how many answers contain it, from counts per canonical string; the key
+    ``"[]"`` (last) counts the answers "none of these". Labels in project order, each present.
+
+    >>> count_labels({'["a","b"]': 2, '["b"]': 1, '[]': 4}, ["a", "b", "c"])
+    {'a': 2, 'b': 3, 'c': 0, '[]': 4}
+    """
+    out = dict.fromkeys(label_set, 0)
+    out[EMPTY] = 0
+    for value, n in counts.items():
+        for label in decode(value) or [EMPTY]:
+            out[label] = out.get(label, 0) + n
+    return out
 
 
 def indicator(values: Sequence[str], label_set: Sequence[str]) -> np.ndarray:
@@ -143,3 +185,9 @@ def from_indicator(matrix: np.ndarray, label_set: Sequence[str]) -> list[str]:
         )
     names = np.asarray(label_set, dtype=object)
     return [json.dumps(list(names[row]), separators=(",", ":")) for row in matrix]
+
+
+def _shown(text: str) -> str:
+    """A cell as a message quotes it: as the user wrote it, cut short."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:56] + "...'"

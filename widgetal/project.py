@@ -69,11 +69,12 @@ def set_multi_label(conn: sa.Connection, multi_label: bool) -> None:
         return
     given = conn.execute(sql.count_label_events).scalar_one()
     if given:
-        kind = "single labels" if not multi_label else "label sets"
+        now, other = ("single-label", "multi-label") if multi_label else ("multi-label",
+                                                                           "single-label")
         raise InvalidInput(
-            f"This project already holds {given} {kind}, so it cannot become "
-            f"{'multi-label' if multi_label else 'single-label'}; nothing was changed. Start "
-            "a new database for the other kind of project."
+            f"This project is {now} and already holds {given} "
+            f"{'label' if given == 1 else 'labels'}, so it cannot become {other}; nothing was "
+            f"changed. Start a new database (another --db) for a {other} project."
         )
     write_setting(conn, "multi_label", multi_label)
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from . import consensus, labelsets, project, review, sql
 from .db import Database
 from .errors import (
+    InvalidInput,
     ItemAlreadyLabelled,
     LabelNotInLabelSet,
     LabelSetMismatch,
@@ -176,6 +177,7 @@ class Queue:
         labeller_col: str | None = None,
         on_conflict: OnConflict = "error",
         keep_stored_text: bool = False,
+        label_sep: str | None = None,
     ) -> AddResult:
         """Add texts from a DataFrame, a list of strings, or a CSV / JSONL / Parquet path.
 
@@ -185,6 +187,10 @@ class Queue:
         Labels are recorded as given by ``labeller``, or by the file's ``labeller_col``
         (a ``labeller`` column is used when present). A file `widgetal export` wrote is
         recognised by its ``external_id`` column and read back without options.
+
+        In a multi-label project a label cell is a set: a JSON list (``["a","b"]``; ``[]`` is
+        "none of these"), a list value, or labels joined by ``label_sep``; an empty cell is a
+        text not labelled yet (see :mod:`widgetal.labelset_io`).
         """
         import pandas as pd
 
@@ -196,10 +202,17 @@ class Queue:
             frame = data
         else:
             frame = pd.DataFrame({text: list(data)}, dtype=object)
-        columns = io.detect_columns(frame, text=text, id=id, label=label, labeller=labeller_col)
+        if label_sep is not None and not self._multi_label:
+            raise InvalidInput(
+                "--label-sep is for multi-label projects, where a label cell holds several "
+                "labels; this project takes one label per text. Nothing was imported."
+            )
+        columns = io.detect_columns(frame, text=text, id=id, label=label, labeller=labeller_col,
+                                    label_sep=label_sep)
         if columns.label is not None and not self._labels:
             raise NotInitialised(_NOT_INITIALISED)
-        rows = io.prepare_rows(frame, labels=self._labels, columns=columns)
+        rows = io.prepare_rows(frame, labels=self._labels, columns=columns,
+                               multi_label=self._multi_label)
         if not len(rows):
             return imports.AddResult(0, 0, 0)
         labeller = _check_labeller(labeller)
@@ -671,7 +684,13 @@ class Queue:
     # -- reading ----------------------------------------------------------------------------
 
     def progress(self, labeller: str | None = None) -> Progress:
-        """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count."""
+        """Totals, per label (in label-set order), per labeller, and ``labeller``'s own count.
+
+        ``per_label`` counts the labels that count (not undone): with overlap, every
+        labeller's. In a multi-label project it counts, per label, the answers containing it,
+        and under the key ``"[]"`` (last) the answers "none of these"; a set of two labels
+        counts once for each.
+        """
         with self.db.read() as conn:
             total = conn.execute(sql.read_item_count).scalar_one()
             per_label = dict(conn.execute(sql.count_per_label).all())
@@ -685,8 +704,11 @@ class Queue:
             else:
                 done = conn.execute(sql.count_done_items).scalar_one()
                 waiting = conn.execute(sql.count_awaiting_review).scalar_one()
-        ordered = {name: per_label.pop(name, 0) for name in self._labels}
-        ordered.update(per_label)
+        if self._multi_label:  # one count per distinct set: a few rows to split, not labels
+            ordered = labelsets.count_labels(per_label, self._labels)
+        else:
+            ordered = {name: per_label.pop(name, 0) for name in self._labels}
+            ordered.update(per_label)
         mine = per_labeller.get(labeller, 0) if labeller is not None else None
         return Progress(total, done, ordered, per_labeller, mine, waiting)
 
@@ -741,7 +763,8 @@ class Queue:
         from .agreement import agreement
 
         final = self.labelled().set_index("item_id")["label"]
-        return agreement(self.label_table(), final, self._labels, min_shared=min_shared)
+        return agreement(self.label_table(), final, self._labels, min_shared=min_shared,
+                         multi_label=self._multi_label)
 
     def events(self) -> pd.DataFrame:
         """Every event, oldest first: labels, undos, skips, reviews and review undos."""
