@@ -76,6 +76,11 @@ def init(
     models_dir: Path | None = typer.Option(
         None, help="Models folder recorded in the project file (default: models beside it)."
     ),
+    multi_label: bool | None = typer.Option(
+        None, "--multi-label/--single-label",
+        help="An answer is a set of the labels (possibly empty: none of these) instead of one "
+        "label. Fixed once the first label is given; default: single-label.",
+    ),
     db: str | None = DbOption,
 ):
     """Create the database (if needed), store the label set and team settings, and write the
@@ -96,14 +101,15 @@ def init(
     elif header_name is not None or allow is not None:
         raise typer.BadParameter("--header-name and --allow go with --access header.")
     url = db_url(db)
-    q = open_queue(url, labels=label_list, instructions=instructions)
+    q = open_queue(url, labels=label_list, instructions=instructions, multi_label=multi_label)
     q.configure(overlap=overlap, on_disagreement=on_disagreement)
     if policy is not None:
         access_mod.configure(q, policy)
     team = (f"; each item labelled by {q.overlap} labellers, disagreements: {q.on_disagreement}"
             if q.overlap > 1 else "")
+    kind = " (multi-label: each answer is a set of them)" if q.multi_label else ""
     console.print(f"Project ready at {q.engine.url.render_as_string(hide_password=True)} "
-                  f"with labels {q.labels}{team}.")
+                  f"with labels {q.labels}{kind}{team}.")
     console.print(_access_text(access_mod.policy(q)), highlight=False)
     # the environment already says where the database is (e.g. a container): no file then
     if db is not None or not os.environ.get("WIDGETAL_DB_URL"):
@@ -248,6 +254,12 @@ def import_(
         False, "--keep-stored-text",
         help="Import even if some ids are stored with another text; keep the stored texts.",
     ),
+    label_sep: str | None = typer.Option(
+        None, "--label-sep",
+        help="Multi-label projects: the character joining a cell's labels (billing|urgent). "
+        'Without it a cell is a JSON list (["billing","urgent"]); [] is none of these either '
+        "way, an empty cell not labelled yet. A widgetal export needs no option.",
+    ),
     db: str | None = DbOption,
 ):
     """Add texts from a file; importing the same file again adds nothing twice."""
@@ -255,7 +267,7 @@ def import_(
     result = q.add(
         str(file), text=text_col, id=id_col, label=label_col, labeller=labeller,
         encoding=encoding, labeller_col=labeller_col, on_conflict=on_conflict,
-        keep_stored_text=keep_stored_text,
+        keep_stored_text=keep_stored_text, label_sep=label_sep,
     )
     console.print(result.summary(), highlight=False)
     for c in result.label_conflicts[:20]:
@@ -267,7 +279,8 @@ def status(db: str | None = DbOption):
     """Counts, progress, and the latest model run."""
     q = open_queue(db)
     p = q.progress()
-    console.print(f"Labels: {q.labels or '(none: run widgetal init)'}")
+    kind = "   (multi-label: each answer is a set of these)" if q.multi_label else ""
+    console.print(f"Labels: {q.labels or '(none: run widgetal init)'}{kind}")
     console.print(f"Items: {p.total}   labelled: {p.done}   left: {p.left}   ({p.fraction:.1%})")
     overlap = q.overlap
     if overlap > 1:
@@ -279,9 +292,10 @@ def status(db: str | None = DbOption):
             console.print(f"[yellow]Warning:[/yellow] only {able} labellers known but each "
                           f"item needs {overlap}: items cannot finish until more people label.")
     if p.per_label:
-        table = Table("label", "count")
+        table = Table("label", "answers with it" if q.multi_label else "count")
         for name, n in p.per_label.items():
-            table.add_row(name, str(n))
+            table.add_row("[] (none of these)" if q.multi_label and name == "[]" else name,
+                          str(n))
         console.print(table)
     if p.per_labeller:
         table = Table("labeller", "labels")
@@ -424,12 +438,15 @@ def export(
     ),
     db: str | None = DbOption,
 ):
-    """Write each item's final label (with text, who gave it and when) to a file."""
+    """Write each item's final label (with text, who gave it and when) to a file. In a
+    multi-label project a CSV's label joins the set with | ([] for none of these) and a 0/1
+    column label:NAME follows per label; JSONL and Parquet write lists."""
     from .io import write_labels
 
     q = open_queue(db)
     frame = q.events() if events else q.labelled()
-    write_labels(frame, file, spreadsheet=spreadsheet_safe)
+    write_labels(frame, file, spreadsheet=spreadsheet_safe,
+                 label_set=q.labels if q.multi_label else None)
     console.print(f"Wrote {len(frame)} {'events' if events else 'labels'} to {file}.")
 
 
