@@ -45,6 +45,12 @@ class AgreementReport:
         ``agreement_with_final``, ``kappa_with_final``, ``note``.
     notes : list of str
         Sentences on what could not be computed and why.
+    pair_labels : DataFrame or None
+        Multi-label projects only (see :mod:`widgetal.agreement_sets`): one row per pair of
+        labellers and label, Cohen's kappa on "has this label or not". None for single-label.
+    multi_label : bool
+        Whether the labels were label sets; then ``pairs``, ``overall``, ``per_label`` and
+        ``per_labeller`` measure sets as :func:`widgetal.agreement_sets.set_agreement` says.
     """
 
     pairs: pd.DataFrame
@@ -52,20 +58,39 @@ class AgreementReport:
     per_label: pd.DataFrame
     per_labeller: pd.DataFrame
     notes: list[str]
+    pair_labels: pd.DataFrame | None = None
+    multi_label: bool = False
+
+    @property
+    def alpha_name(self) -> str:
+        """What ``overall["alpha"]`` is: nominal, or for label sets the mean over labels."""
+        return ("Krippendorff's alpha (mean of the per-label alphas)" if self.multi_label
+                else "Krippendorff's alpha (nominal)")
+
+    def tables(self) -> list[tuple[str, pd.DataFrame]]:
+        """The report's tables with a title each, in the order a reader wants them."""
+        if not self.multi_label:
+            return [("Pairs of labellers (Cohen's kappa)", self.pairs),
+                    ("Per label", self.per_label), ("Per labeller", self.per_labeller)]
+        return [("Pairs of labellers (whole label sets)", self.pairs),
+                ("Pairs of labellers per label (Cohen's kappa on has / has not the label)",
+                 self.pair_labels),
+                ("Per label (has / has not the label)", self.per_label),
+                ("Per labeller (whole label sets against the final ones)", self.per_labeller)]
 
     def to_text(self) -> str:
-        """A plain-text report for a terminal: headline, the three tables, then the notes."""
+        """A plain-text report for a terminal: headline, the tables, then the notes."""
         o = self.overall
         n_labels = int(self.per_labeller["n_labels"].sum()) if len(self.per_labeller) else 0
-        alpha = (f"Krippendorff's alpha (nominal): {o['alpha']:.3f}" if o["note"] is None
-                 else f"Krippendorff's alpha: too little overlap to compute it; {o['note']}."
-                 if _too_little(o["note"]) else f"Krippendorff's alpha: undefined; {o['note']}.")
+        counted = "answers (label sets)" if self.multi_label else "labels"
         out = ["Agreement between labellers",
-               f"  labellers: {o['labellers']}, labels: {n_labels}, "
-               f"items with two or more labels: {o['items']}", f"  {alpha}"]
-        tables = [("Pairs of labellers (Cohen's kappa)", self.pairs),
-                  ("Per label", self.per_label), ("Per labeller", self.per_labeller)]
-        for title, table in tables:
+               f"  labellers: {o['labellers']}, {counted}: {n_labels}, "
+               f"items with two or more labels: {o['items']}",
+               f"  {_alpha_line(self.alpha_name, o['alpha'], o['note'])}"]
+        if self.multi_label:
+            out.append("  " + _alpha_line("Krippendorff's alpha over whole label sets (MASI "
+                                          "distance)", o["masi_alpha"], o["masi_note"]))
+        for title, table in self.tables():
             out += ["", title]
             if table.empty:
                 out.append("  (none)")
@@ -80,7 +105,8 @@ class AgreementReport:
 
 
 def agreement(labels: pd.DataFrame, final: pd.Series | None = None,
-              label_set: Sequence[str] | None = None, min_shared: int = 10) -> AgreementReport:
+              label_set: Sequence[str] | None = None, min_shared: int = 10,
+              multi_label: bool = False) -> AgreementReport:
     """Measure how far labellers agree with each other and with the final labels.
 
     Kappa is chance-corrected, so a pair agreeing 90% of the time on a 90/10 label split does not
@@ -99,6 +125,9 @@ def agreement(labels: pd.DataFrame, final: pd.Series | None = None,
         The project's labels in order; default: the labels seen, sorted.
     min_shared : int, default 10
         Fewest shared items for a kappa, and fewest items with two or more labels for alpha.
+    multi_label : bool, default False
+        Labels (and ``final``) are label sets, stored as :mod:`widgetal.labelsets` strings;
+        ``label_set`` is then required. See :func:`widgetal.agreement_sets.set_agreement`.
 
     Returns
     -------
@@ -110,6 +139,11 @@ def agreement(labels: pd.DataFrame, final: pd.Series | None = None,
         Missing columns, a label outside ``label_set``, two labels from one labeller on one item,
         a duplicated item in ``final``, or ``min_shared < 1``.
     """
+    if multi_label:
+        # imported here: agreement_sets builds on this module's helpers
+        from .agreement_sets import set_agreement
+
+        return set_agreement(labels, final, label_set, min_shared)
     labels, final, label_set = _check(labels, final, label_set, min_shared)
     names = np.asarray(label_set, dtype=object)
     labellers = sorted(labels["labeller"].unique(), key=str)
@@ -137,7 +171,7 @@ def agreement(labels: pd.DataFrame, final: pd.Series | None = None,
                      else f"Krippendorff's alpha is undefined: {alpha_note}.")
     overall = {"alpha": alpha, "items": len(shared), "labellers": len(labellers),
                "note": alpha_note}
-    per_label = _per_label(counts, shared, names, min_shared)
+    per_label = _per_label(counts, shared, shared.sum(axis=1), names, min_shared)
     per_labeller = _per_labeller(labels, final, labellers, names, min_shared, notes)
     return AgreementReport(pairs, overall, per_label, per_labeller, notes)
 
@@ -237,17 +271,37 @@ def _alpha(counts: np.ndarray, min_shared: int) -> tuple[float, str | None]:
 
     ``counts`` holds only items with two or more labels.
     """
-    if len(counts) == 0:
-        return np.nan, "no item has labels from two labellers"
-    if len(counts) < min_shared:
-        return np.nan, (f"only {_n(len(counts), 'item')} with two or more labels "
-                        f"(need {min_shared})")
+    note = _alpha_note(counts, min_shared)
+    if note:
+        return np.nan, note
     used = counts.sum(axis=0) > 0
-    if used.sum() < 2:
-        return np.nan, "every label on shared items is the same, so there is nothing to compare"
     # unused values change nothing in nominal alpha; dropping them keeps a one-label set legal
     return float(krippendorff.alpha(value_counts=counts[:, used],
                                      level_of_measurement="nominal")), None
+
+
+def _alpha_note(counts: np.ndarray, min_shared: int,
+                same: str = "every label on shared items is the same") -> str | None:
+    """Why alpha cannot be computed from ``counts`` (items x values), or None if it can."""
+    if len(counts) == 0:
+        return "no item has labels from two labellers"
+    if len(counts) < min_shared:
+        return f"only {_n(len(counts), 'item')} with two or more labels (need {min_shared})"
+    if (counts.sum(axis=0) > 0).sum() < 2:
+        return f"{same}, so there is nothing to compare"
+    return None
+
+
+def _alpha_line(name: str, alpha: float, note: str | None) -> str:
+    """``name: 0.743``, or the figure's short name and why there is no value."""
+    if note is None:
+        return f"{name}: {alpha:.3f}"
+    short = name.split(" (")[0]
+    if _too_little(note):
+        return f"{short}: too little overlap to compute it; {note}."
+    if note.startswith("not computed"):
+        return f"{short}: {note}."
+    return f"{short}: undefined; {note}."
 
 
 def _n(count: int, noun: str) -> str:
@@ -260,15 +314,17 @@ def _too_little(note: str) -> bool:
     return "(need" in note or note.startswith("no item")
 
 
-def _per_label(counts, shared, names, min_shared) -> pd.DataFrame:
+def _per_label(counts, shared, m, names, min_shared, sets: bool = False) -> pd.DataFrame:
     """Specific agreement and one-vs-rest alpha for each label.
 
+    ``shared[i, k]`` is how many of the ``m[i]`` answers on shared item i hold label k (with
+    single labels, ``m`` is the row sum; with label sets, ``sets=True``, it is not).
     Specific agreement for label k is the share of pairwise judgements involving k in which both
     raters chose k: ``sum_i n_ik (n_ik - 1) / sum_i n_ik (m_i - 1)`` over items with m_i >= 2
     labels (Uebersax 1982; for two raters, 2a / (2a + b + c)). It stays readable when kappa is
     dragged down by a rare label.
     """
-    m = shared.sum(axis=1, keepdims=True)
+    m = np.asarray(m).reshape(-1, 1)
     possible = (shared * (m - 1)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: label unused on shared items
         specific = (shared * (shared - 1)).sum(axis=0) / possible
@@ -277,6 +333,7 @@ def _per_label(counts, shared, names, min_shared) -> pd.DataFrame:
         alpha, note = _alpha(np.column_stack([shared[:, k], m[:, 0] - shared[:, k]]), min_shared)
         if note and not _too_little(note):  # alpha undefined: say which way
             note = ("never used on an item with two or more labels" if possible[k] == 0
+                    else "in every answer on items with two or more labels" if sets
                     else "the only label used on items with two or more labels")
         rows.append((name, int(counts[:, k].sum()), specific[k], alpha, note))
     columns = ["label", "n_labels", "specific_agreement", "alpha", "note"]
