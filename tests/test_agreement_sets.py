@@ -353,3 +353,23 @@ def test_masi_alpha_is_left_out_with_a_note_when_the_array_would_be_too_large(mo
     assert "Krippendorff's alpha over whole label sets: not computed" in report.to_text()
     monkeypatch.setattr(sets, "MASI_BUDGET", 144)
     assert quiet(TWO, min_shared=4).overall["masi_alpha"] == pytest.approx(71 / 218)
+
+
+def test_widgetal_agreement_prints_both_alphas_for_a_multi_label_project(sqlite_url):
+    from typer.testing import CliRunner
+
+    from widgetal.cli import app
+
+    q = Queue(sqlite_url, labels=LABELS, multi_label=True)
+    q.configure(overlap=2)
+    q.add([f"ticket {n}" for n in range(1, 5)])
+    wanted = {"ann": {1: [B], 2: [], 3: [R], 4: [R, U]}, "bob": {1: [U, B], 2: [], 3: [B], 4: [U]}}
+    for who, answers in wanted.items():
+        while (item := q.pop(who)) is not None:
+            q.submit(item.item_id, answers[int(item.text.split()[1])], who)
+    q.engine.dispose()
+    result = CliRunner().invoke(app, ["agreement", "--min-shared", "4", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "Krippendorff's alpha (mean of the per-label alphas): 0.300" in result.output
+    assert "Krippendorff's alpha over whole label sets (MASI distance): 0.326" in result.output
+    assert "ann        bob  refund      4 0.000" in result.output
