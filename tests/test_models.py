@@ -17,9 +17,12 @@ from sklearn.pipeline import Pipeline
 from widgetal.features import make_featurizer
 from widgetal.models import (
     COLUMNS,
+    MULTILABEL_NAME_METRIC,
     NoModelYet,
     list_models,
     load_latest,
+    multilabel_classifier,
+    multilabel_metrics,
     prune,
     save_model,
     update_info,
@@ -161,3 +164,43 @@ def test_model_files_get_the_umasks_permissions_not_owner_only(tmp_path, umask):
     expected = 0o666 & ~umask
     for file in (path, path.with_suffix(".json")):
         assert stat.S_IMODE(file.stat().st_mode) == expected, f"{file.name}: {oct(expected)}"
+
+
+# -- multi-label models ---------------------------------------------------------------------
+
+
+def test_multilabel_metrics_match_hand_counts_and_skip_undefined_auc():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    proba = np.array([[0.9, 0.2, 0.1], [0.6, 0.4, 0.3], [0.3, 0.7, 0.6], [0.2, 0.1, 0.2]])
+    scores, auc = multilabel_metrics(truth, proba, ["a", "b", "c"])
+    # predicted (p >= 0.5): [1,0,0] [1,0,0] [0,1,1] [0,0,0] -> tp 3, fp 1, fn 1
+    assert scores["f1_micro"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    # per label F1: a = 1, b = 2/3 (tp 1, fn 1), c = 0 (fp 1, no positives)
+    assert scores["f1_macro"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert scores["subset_accuracy"] == pytest.approx(2 / 4)  # rows 0 and 3 exactly right
+    assert scores["hamming_loss"] == pytest.approx(2 / 12)
+    # AUC: a separates perfectly (1.0); b: positives 0.4, 0.7 vs negatives 0.2, 0.1 -> 1.0;
+    # c is never carried: undefined, left out of the mean
+    assert auc == {"a": 1.0, "b": 1.0, "c": None}
+    assert scores["roc_auc"] == 1.0 and scores["roc_auc_labels"] == 2
+    with pytest.raises(ValueError, match="n_samples x 3"):
+        multilabel_metrics(truth[:, :2], proba[:, :2], ["a", "b", "c"])
+
+
+def test_a_multilabel_model_is_named_by_micro_f1_and_listed_as_multi_label(tmp_path):
+    texts = ["invoice late", "refund please", "invoice and refund", "hello there"] * 4
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 4)
+    feats = make_featurizer("tfidf").set_params(min_df=1)
+    base = LogisticRegression()
+    pipeline = Pipeline([("features", feats), ("classifier", multilabel_classifier(base))])
+    pipeline.fit(texts, Y)
+    assert not hasattr(base, "coef_")  # the template is cloned, never fitted
+    metrics = {"f1_micro": 0.8123456, "f1_macro": 0.7, "subset_accuracy": 0.6}
+    path = save_model(pipeline, tmp_path, metrics, _info(multi_label=True),
+                      metric=MULTILABEL_NAME_METRIC)
+    assert re.fullmatch(r"\d{8}T\d{6}Z_f1_micro-0\.8123\.pkl", path.name)
+    row = list_models(tmp_path).iloc[0]
+    assert bool(row["multi_label"]) and row["f1_micro"] == metrics["f1_micro"]
+    # the saved file scores raw text: one probability per label, not a distribution
+    proba = load_latest(tmp_path).predict_proba(["invoice and refund", "hello there"])
+    assert proba.shape == (2, 2) and (proba[0] > 0.5).all() and (proba[1] < 0.5).all()

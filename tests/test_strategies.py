@@ -8,14 +8,18 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from widgetal.errors import EmptyPool, NotEnoughLabels, WidgetalError
+from widgetal.models import multilabel_classifier
 from widgetal.strategies import (
+    MULTILABEL_STRATEGIES,
     STRATEGIES,
     density_weighted,
     entropy,
     least_confidence,
     margin,
     mix_random,
+    multilabel_scores,
     random_scores,
+    rank_pool,
     score_pool,
     top_n,
     vote_entropy,
@@ -179,3 +183,114 @@ def test_committee_needs_two_labelled_classes_and_a_labelled_set():
 def test_unknown_strategy_names_the_known_ones():
     with pytest.raises(ValueError, match="least-confidence"):
         score_pool("uncertainty", None, np.ones((3, 2)))
+
+
+# -- multi-label: per-label probabilities (n x labels), rows need not sum to 1 -----------------
+
+# Row 0: one label on the fence, one sure. Row 1: both labels fairly unsure. Row 2: all sure.
+LABEL_PROBA = np.array([[0.5, 0.0], [0.7, 0.3], [1.0, 0.0]])
+
+
+def test_multilabel_measures_have_hand_computed_values_for_mean_and_max():
+    h = lambda p: -(p * np.log(p) + (1 - p) * np.log(1 - p))  # noqa: E731  binary entropy
+    # least-confidence per label: min(p, 1 - p) -> rows [0.5, 0], [0.3, 0.3], [0, 0]
+    np.testing.assert_allclose(
+        multilabel_scores(LABEL_PROBA, "least-confidence", "mean"), [0.25, 0.3, 0.0])
+    np.testing.assert_allclose(
+        multilabel_scores(LABEL_PROBA, "least-confidence", "max"), [0.5, 0.3, 0.0])
+    # margin per label: 1 - |2p - 1| -> rows [1, 0], [0.6, 0.6], [0, 0]
+    np.testing.assert_allclose(multilabel_scores(LABEL_PROBA, "margin", "mean"), [0.5, 0.6, 0.0])
+    np.testing.assert_allclose(multilabel_scores(LABEL_PROBA, "margin", "max"), [1.0, 0.6, 0.0])
+    # entropy per label: H(p) with 0 log 0 = 0 -> rows [log 2, 0], [H(.7), H(.3)], [0, 0]
+    np.testing.assert_allclose(
+        multilabel_scores(LABEL_PROBA, "entropy", "mean"), [np.log(2) / 2, h(0.7), 0.0])
+    np.testing.assert_allclose(
+        multilabel_scores(LABEL_PROBA, "entropy", "max"), [np.log(2), h(0.7), 0.0])
+
+
+def test_mean_and_max_disagree_on_one_unsure_label_against_several_fairly_unsure_ones():
+    # mean asks row 1 (both labels unsure) first, max asks row 0 (one label on the fence) first
+    assert np.argsort(-multilabel_scores(LABEL_PROBA, "least-confidence", "mean")).tolist() == [
+        1, 0, 2]
+    assert np.argsort(-multilabel_scores(LABEL_PROBA, "least-confidence", "max")).tolist() == [
+        0, 1, 2]
+
+
+def test_one_label_ranks_like_the_two_class_measure_of_p_and_1_minus_p():
+    p = np.array([[0.1], [0.45], [0.8], [0.6]])
+    two_class = np.hstack([p, 1 - p])
+    for name, measure in [("least-confidence", least_confidence), ("margin", margin),
+                          ("entropy", entropy)]:
+        for aggregate in ("mean", "max"):
+            np.testing.assert_allclose(multilabel_scores(p, name, aggregate), measure(two_class))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([0.2, 0.5]),  # 1-D
+        np.ones((3, 0)),  # no labels
+        np.array([[0.2, 1.5]]),  # above 1
+        np.array([[-0.1, 0.5]]),  # negative
+        np.array([[np.nan, 0.5]]),  # not finite
+        np.array([[[0.2, 0.5]]]),  # 3-D
+    ],
+)
+def test_multilabel_scores_refuse_bad_probabilities(bad):
+    with pytest.raises(ValueError, match="proba"):
+        multilabel_scores(bad)
+
+
+def test_multilabel_scores_accept_rows_that_do_not_sum_to_one_and_refuse_bad_options():
+    assert multilabel_scores(np.array([[0.9, 0.9, 0.9]])).shape == (1,)  # sums to 2.7: fine
+    with pytest.raises(ValueError, match="aggregate"):
+        multilabel_scores(LABEL_PROBA, "entropy", "median")
+    with pytest.raises(ValueError, match="least-confidence"):
+        multilabel_scores(LABEL_PROBA, "committee")
+    with pytest.raises(EmptyPool):
+        multilabel_scores(np.empty((0, 3)))
+
+
+def _multilabel_pool():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] + 0.5 * rng.normal(size=150) > 0.3]).astype(int)
+    model = multilabel_classifier(LogisticRegression()).fit(X[:50], Y[:50])
+    return X[50:], model
+
+
+@pytest.mark.parametrize("name", MULTILABEL_STRATEGIES)
+def test_every_multilabel_strategy_scores_a_one_vs_rest_pool(name):
+    X_pool, model = _multilabel_pool()
+    scores = score_pool(name, model, X_pool, rng=np.random.default_rng(1), multi_label=True,
+                        aggregate="max", embeddings=np.abs(X_pool))
+    assert scores.shape == (100,) and np.isfinite(scores).all()
+
+
+def test_multilabel_score_pool_ranks_by_the_aggregate_of_the_models_label_probabilities():
+    X_pool, model = _multilabel_pool()
+    p = model.predict_proba(X_pool)
+    by_hand = np.maximum(-(p * np.log(p) + (1 - p) * np.log(1 - p)), 0).mean(axis=1)
+    np.testing.assert_allclose(
+        score_pool("entropy", model, X_pool, multi_label=True, aggregate="mean"), by_hand)
+    # density multiplies the same aggregate by each item's typicality
+    density = score_pool("density", model, X_pool, multi_label=True, aggregate="mean")
+    np.testing.assert_allclose(density, density_weighted(by_hand, X_pool))
+
+
+def test_committee_is_refused_in_a_multi_label_project_with_the_names_that_work():
+    X_pool, model = _multilabel_pool()
+    with pytest.raises(ValueError, match="multi-label.*entropy"):
+        score_pool("committee", model, X_pool, multi_label=True)
+
+
+def test_rank_pool_returns_the_models_probabilities_and_mixes_exploration_in():
+    X_pool, model = _multilabel_pool()
+    proba, scores = rank_pool("entropy", model, X_pool, rng=np.random.default_rng(0),
+                              multi_label=True)
+    np.testing.assert_allclose(proba, model.predict_proba(X_pool))
+    np.testing.assert_allclose(scores, multilabel_scores(proba, "entropy", "mean"))
+    _, mixed = rank_pool("entropy", model, X_pool, rng=np.random.default_rng(0),
+                         multi_label=True, explore=0.5)
+    # half of the top ten are now random draws, not the ten most uncertain items
+    assert set(top_n(mixed, 10)) != set(top_n(scores, 10))
