@@ -8,6 +8,11 @@ browser. It never takes a key typed into an editor: inputs, textareas, selects, 
 contenteditable, CodeMirror (a notebook cell being edited). Keys with Ctrl, Alt or Meta and held
 keys (auto-repeat) are left alone too.
 
+Enter (the send key of multi-label apps) is taken only when it means nothing else: never with
+Shift (Jupyter's run-cell), never in a dialog or menu (where it accepts), and never while a
+button, link or tab outside the apps has focus (Enter activates it). Inside an app it is taken
+even from a focused button: a label toggle just clicked must not flip back when Enter sends.
+
 One page, one owner: when several apps are on a page (two cells in JupyterLab), only the one
 used most recently acts on a key press: the newest one shown owns the keys until the labeller
 clicks into another app, which then takes them. An app that is hidden (another JupyterLab tab)
@@ -31,6 +36,21 @@ _ESM = r"""
 const APP = "widgetal-app";
 const EDITORS = "input, textarea, select, [contenteditable=''], [contenteditable='true'], " +
   ".cm-editor, .CodeMirror, .jp-InputArea-editor";
+// Where Enter accepts or activates something of the page's own.
+const DIALOGS = "dialog, [role='dialog'], [role='alertdialog'], [role='menu'], " +
+  "[role='listbox'], .jp-Dialog, .lm-Menu";
+const CONTROLS = "button, a[href], summary, [role='button'], [role='link'], [role='tab'], " +
+  "[role='menuitem'], [role='option'], [role='treeitem']";
+
+// Whether an Enter press belongs to the page rather than to an app.
+function pagesEnter(e, path) {
+  if (e.shiftKey) return true;
+  for (const n of path) {
+    if (n instanceof Element && n.matches(DIALOGS)) return true;
+  }
+  const t = e.target instanceof Element ? e.target : null;
+  return !!(t && t.closest(CONTROLS) && !t.closest("." + APP));
+}
 
 // One listener and one owner per page, shared by every app on it.
 function registry() {
@@ -52,6 +72,7 @@ function registry() {
       for (const n of path) {
         if (n instanceof Element && (n.isContentEditable || n.matches(EDITORS))) return;
       }
+      if (e.key === "Enter" && pagesEnter(e, path)) return;
       const v = reg.current();
       if (!v || !v.model.get("shortcuts").includes(e.key)) return;
       e.preventDefault();

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +23,17 @@ from .errors import (
     NothingToUndo,
     WidgetalError,
 )
-from .keys import APP_CLASS, KeyListener, app_keys
+from .keys import APP_CLASS, KeyListener
+from .toggles import LabelToggles, readable, readable_stored
 from .widget import (
     MAX_KEYED_LABELS,
     _AppLines,
     _message,
     _meta_html,
     _note,
+    answer_keys,
     dispatch_key,
+    label_buttons,
     labeller_from_url,
 )
 
@@ -39,13 +42,17 @@ from .widget import (
 class _Pending:
     """A decision the reviewer asked for that the database has not confirmed yet."""
 
-    label: str | None  # None: send the item back for one more label
+    label: str | None  # the decision as shown ("billing + urgent"); None: send the item back
     run: Callable[[], Any]
 
 
 class Reviewer(_AppLines, widgets.VBox):
     """A review app for one reviewer: an item whose labels disagree, who gave which label,
     one button per label to decide, Send back and Undo.
+
+    In a multi-label project the labels given are sets, shown per set with who gave it
+    ("billing + urgent (1): ana"), and the decision is a set too: one toggle per label and a
+    Decide button that sends the labels switched on ("Decide: none of these" when none is).
 
     Parameters
     ----------
@@ -61,7 +68,9 @@ class Reviewer(_AppLines, widgets.VBox):
     Notes
     -----
     Keys: 1-9 decide, ``b`` send back, ``u`` or Backspace undo, captured while the pointer is
-    over the widget (as in :class:`widgetal.widget.Labeller`).
+    over the widget (as in :class:`widgetal.widget.Labeller`). In a multi-label project 1-9
+    switch labels on and off and Enter decides; after Undo the item comes back with the set
+    this page decided switched on again.
 
     Examples
     --------
@@ -88,6 +97,7 @@ class Reviewer(_AppLines, widgets.VBox):
         self.show_meta = show_meta
         self.reviewer: str | None = None
         self.item = None
+        self._multi = bool(getattr(queue, "multi_label", False))
         self._pending: _Pending | None = None
         self._shown_at = time.monotonic()
 
@@ -111,22 +121,49 @@ class Reviewer(_AppLines, widgets.VBox):
         self.children = [self._title, self._panel]
         self._next()  # pop_review checks the role before it hands anything out
 
-    def decide(self, label: str) -> None:
-        """Make ``label`` the final label of the item on screen, then show the next one."""
+    def decide(self, label: str | Iterable[str] | None = None) -> None:
+        """Make ``label`` the final label of the item on screen, then show the next one.
+
+        In a multi-label project the decision is a set: ``label`` is a list of labels (``[]``:
+        none of these); without it, the labels switched on are decided.
+        """
         if self.item is None:
             self._say("There is no item on screen to decide.", error=True)
+            return
+        if self._multi:
+            try:
+                answer = self._toggles.answer(label)
+            except WidgetalError as exc:  # an unknown label, or a string for a list
+                self._say(str(exc), error=True)
+                return
+            self._toggles.remember(self.item.item_id, answer)  # switched on again after Undo
+            self._record(readable(answer), answer)
             return
         if label not in self.queue.labels:
             self._say(f"'{label}' is not one of the labels {self.queue.labels}.", error=True)
             return
-        self._record(label)
+        self._record(label, label)
+
+    def toggle(self, label: str) -> None:
+        """Switch ``label`` on or off in the decision on screen (multi-label projects)."""
+        if not self._multi:
+            self._say("This project takes one label per text: press a label to decide.",
+                      error=True)
+        elif self.item is not None:
+            self._toggles.toggle(label)
+
+    @property
+    def chosen(self) -> list[str]:
+        """The labels switched on (multi-label projects; empty otherwise)."""
+        return self._toggles.chosen if self._multi else []
 
     def send_back(self) -> None:
         """Ask for one more label on the item on screen instead of deciding it."""
         if self.item is None:
             self._say("There is no item on screen to send back.", error=True)
             return
-        self._record(None)
+        self._toggles.forget(self.item.item_id)
+        self._record(None, None)
 
     def undo(self) -> None:
         """Take back this reviewer's latest decision (or send-back) and show that item again."""
@@ -146,7 +183,11 @@ class Reviewer(_AppLines, widgets.VBox):
             self._say(f"Could not undo: {exc} Try again.", error=True)
             return
         self._show(item)
-        self._say("Undone: your decision was taken back. Decide this item again.")
+        if self._multi and self._toggles.restore(item.item_id):
+            self._say(f"Undone: your decision, {readable(self.chosen)}, was taken back and is "
+                      "switched on again. Decide this item again.")
+        else:
+            self._say("Undone: your decision was taken back. Decide this item again.")
 
     def retry(self) -> None:
         """Try again whatever the database refused: an unsaved decision, or the next item."""
@@ -156,19 +197,25 @@ class Reviewer(_AppLines, widgets.VBox):
             self._next()
 
     def handle_key(self, event: dict) -> None:
-        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, b, u, Backspace."""
-        if self.reviewer is not None:
-            dispatch_key(event, self.queue.labels, self.decide,
-                         {"b": self.send_back, "u": self.undo, "Backspace": self.undo})
+        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, b, u, Backspace;
+        in a multi-label project 1-9 toggle and Enter decides."""
+        if self.reviewer is None:
+            return
+        actions = {"b": self.send_back, "u": self.undo, "Backspace": self.undo}
+        if self._multi:
+            dispatch_key(event, self.queue.labels, self.toggle, {"Enter": self.decide, **actions})
+        else:
+            dispatch_key(event, self.queue.labels, self.decide, actions)
 
     # -- what happens between actions -------------------------------------------------------
 
-    def _record(self, label: str | None) -> None:
+    def _record(self, shown: str | None, answer: Any) -> None:
+        """Send ``answer`` (None: send back), shown in messages as ``shown``."""
         item_id, reviewer = self.item.item_id, self.reviewer
         seconds = round(time.monotonic() - self._shown_at, 3)
         # A new choice for the same item replaces one the database has not confirmed yet.
         self._pending = _Pending(
-            label, lambda: self.queue.review(item_id, label, reviewer, seconds=seconds)
+            shown, lambda: self.queue.review(item_id, answer, reviewer, seconds=seconds)
         )
         self._flush()
 
@@ -237,6 +284,8 @@ class Reviewer(_AppLines, widgets.VBox):
     def _show(self, item) -> None:
         self.item = item
         self._shown_at = time.monotonic()
+        if self._multi:
+            self._toggles.set()  # a new item starts with every label off
         waiting = self._refresh_count(item is not None)
         if item is None:
             left = f" ({waiting} held by other reviewers.)" if waiting else ""
@@ -247,7 +296,8 @@ class Reviewer(_AppLines, widgets.VBox):
             self._enable(False)
             return
         self._set_text(item.text)
-        self._given.value = _labels_html(item.labels, self.queue.labels)
+        self._given.value = _labels_html(item.labels, self.queue.labels,
+                                         readable_stored if self._multi else str)
         self._meta.value = _meta_html(item.meta) if self.show_meta else ""
         self._say("")
         self._enable(True)
@@ -290,15 +340,10 @@ class Reviewer(_AppLines, widgets.VBox):
         self._given = widgets.HTML()
         self._given.add_class("widgetal-given")
         self._meta = widgets.HTML()
-        self._label_buttons = []
-        for i, label in enumerate(self.queue.labels):
-            key = f" ({i + 1})" if i < MAX_KEYED_LABELS else ""
-            b = widgets.Button(description=f"{label}{key}", tooltip=f"Final label: {label}{key}",
-                               button_style="primary",
-                               layout=widgets.Layout(width="auto", min_width="8em"))
-            b.add_class(f"widgetal-label-{i + 1}")
-            b.on_click(lambda _b, label=label: self.decide(label))
-            self._label_buttons.append(b)
+        self._label_buttons = [] if self._multi else label_buttons(
+            self.queue.labels, "Final label:", self.decide)
+        self._toggles = LabelToggles(self.queue.labels, "Decide", self.decide, MAX_KEYED_LABELS)
+        self._answer_buttons = self._toggles.buttons if self._multi else self._label_buttons
         self._send_back = widgets.Button(description="Send back (b)", icon="reply",
                                          tooltip="Ask for one more label instead of deciding")
         self._send_back.add_class("widgetal-send-back")
@@ -312,16 +357,14 @@ class Reviewer(_AppLines, widgets.VBox):
         self._retry.on_click(lambda _b: self.retry())
         self._message = widgets.HTML()
         self._message.add_class("widgetal-message")
-        self._keys = KeyListener(
-            app_keys(len(self.queue.labels), MAX_KEYED_LABELS, "b", "u", "Backspace"),
-            self.handle_key,
-            hint=f"1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} decide · b send back · "
-            "u or Backspace undo",
-        )
+        keys, hint = answer_keys(len(self.queue.labels), self._multi, "decide", "decide",
+                                 "b", "u", "Backspace")
+        self._keys = KeyListener(keys, self.handle_key,
+                                 hint=f"{hint} · b send back · u or Backspace undo")
         self._panel = self._assemble(
             [self._who, self._count],
             [self._text, self._given, self._meta],
-            [*self._label_buttons, self._send_back, self._undo, self._retry],
+            [*self._answer_buttons, self._send_back, self._undo, self._retry],
             self._keys,
         )
 
@@ -330,7 +373,7 @@ class Reviewer(_AppLines, widgets.VBox):
         self._given.value = self._meta.value = ""
 
     def _enable(self, on: bool) -> None:
-        for b in (*self._label_buttons, self._send_back):
+        for b in (*self._answer_buttons, self._send_back):
             b.disabled = not on
 
     @property
@@ -342,14 +385,16 @@ class Reviewer(_AppLines, widgets.VBox):
             "decide", self._pending.label)
 
 
-def _labels_html(given: list[tuple[str, str]], label_set: list[str]) -> str:
-    """Who gave which label, one line per label (label-set order); names and labels escaped."""
+def _labels_html(given: list[tuple[str, str]], label_set: list[str],
+                 shown: Callable[[str], str] = str) -> str:
+    """Who gave which label, one line per label (label-set order, then as given; a label set
+    is one line, read by ``shown``); names and labels escaped."""
     by_label: dict[str, list[str]] = {}
     for labeller, label in given:
         by_label.setdefault(label, []).append(labeller)
     order = [x for x in label_set if x in by_label] + [x for x in by_label if x not in label_set]
     rows = "".join(
-        f"<div><b>{html.escape(label)}</b> ({len(by_label[label])}): "
+        f"<div><b>{html.escape(shown(label))}</b> ({len(by_label[label])}): "
         f"{html.escape(', '.join(by_label[label]))}</div>"
         for label in order
     )

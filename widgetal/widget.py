@@ -11,7 +11,7 @@ import html
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,6 +20,7 @@ import ipywidgets as widgets
 
 from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, WidgetalError
 from .keys import APP_CLASS, KeyListener, app_keys
+from .toggles import NONE_OF_THESE, LabelToggles, readable, readable_stored
 
 MAX_KEYED_LABELS = 9  # keys 1-9; further labels get a button without a shortcut
 _TEXT_STYLE = (
@@ -35,7 +36,7 @@ class _Pending:
     """An action the labeller asked for that the database has not confirmed yet."""
 
     kind: str  # "label" or "skip"
-    label: str | None
+    label: str | None  # the answer as shown (a label, or a set as "billing + urgent")
     run: Callable[[], Any]  # a label returns the next item, leased with it
 
 
@@ -79,6 +80,10 @@ class _AppLines:
 class Labeller(_AppLines, widgets.VBox):
     """A labelling app for one labeller: text, one button per label, Skip and Undo.
 
+    In a multi-label project (``widgetal init --multi-label``) an answer is a set: one toggle
+    per label and a Submit button that sends the labels switched on; with none on it reads
+    "Submit: none of these" and sends the empty set.
+
     Parameters
     ----------
     queue : widgetal.Queue
@@ -99,7 +104,9 @@ class Labeller(_AppLines, widgets.VBox):
     -----
     Keys: 1-9 label, ``s`` skip, ``u`` or Backspace undo, wherever the pointer is (see
     ``widgetal.keys``: never while typing in an editor, and with several apps on a page only the
-    one used last acts).
+    one used last acts). In a multi-label project 1-9 switch labels on and off and Enter
+    submits. After Undo the text comes back with the labels this page gave it switched on
+    again (a page reloaded since shows them all off).
 
     Examples
     --------
@@ -128,6 +135,7 @@ class Labeller(_AppLines, widgets.VBox):
         self.show_guess = show_guess
         self.labeller: str | None = None
         self.item = None
+        self._multi = bool(getattr(queue, "multi_label", False))
         self._pending: _Pending | None = None
         self._shown_at = time.monotonic()
         self._runs: dict[int, dict] = {}
@@ -152,24 +160,43 @@ class Labeller(_AppLines, widgets.VBox):
         self.children = [self._title, self._panel]
         self._next()
 
-    def submit(self, label: str) -> None:
-        """Record ``label`` for the text on screen, then show the next text."""
+    def submit(self, label: str | Iterable[str] | None = None) -> None:
+        """Record ``label`` for the text on screen, then show the next text.
+
+        In a multi-label project the answer is a set: ``label`` is a list of labels (``[]``:
+        none of these); without it, the labels switched on are sent.
+        """
         if self.item is None:
             self._say("There is no text on screen to label.", error=True)
             return
-        if label not in self.queue.labels:
-            self._say(f"'{label}' is not one of the labels {self.queue.labels}.", error=True)
+        answer = self._answer(label)
+        if answer is None:
             return
         item_id, labeller = self.item.item_id, self.labeller
         seconds = round(time.monotonic() - self._shown_at, 3)
+        if self._multi:
+            self._toggles.remember(item_id, answer)  # switched on again if Undo brings it back
         # A new choice for the same text replaces one the database has not confirmed yet.
         # One transaction saves the label and leases the next text: one commit per click.
         self._pending = _Pending(
             "label",
-            label,
-            lambda: self.queue.submit_and_pop(item_id, label, labeller, seconds=seconds),
+            readable(answer) if self._multi else answer,
+            lambda: self.queue.submit_and_pop(item_id, answer, labeller, seconds=seconds),
         )
         self._flush()
+
+    def toggle(self, label: str) -> None:
+        """Switch ``label`` on or off for the text on screen (multi-label projects)."""
+        if not self._multi:
+            self._say("This project takes one label per text: press a label to give it.",
+                      error=True)
+        elif self.item is not None:
+            self._toggles.toggle(label)
+
+    @property
+    def chosen(self) -> list[str]:
+        """The labels switched on (multi-label projects; empty otherwise)."""
+        return self._toggles.chosen if self._multi else []
 
     def skip(self) -> None:
         """Give the text back to the queue; this labeller will not see it again."""
@@ -177,6 +204,7 @@ class Labeller(_AppLines, widgets.VBox):
             self._say("There is no text on screen to skip.", error=True)
             return
         item_id, labeller = self.item.item_id, self.labeller
+        self._toggles.forget(item_id)
         self._pending = _Pending("skip", None, lambda: self.queue.skip(item_id, labeller))
         self._flush()
 
@@ -195,7 +223,11 @@ class Labeller(_AppLines, widgets.VBox):
             self._say(f"Could not undo: {exc} Try again.", error=True, retry=False)
             return
         self._show(item)
-        self._say("Undone: this text is back for you to label.")
+        if self._multi and self._toggles.restore(item.item_id):
+            self._say(f"Undone: this text is back with your answer, {readable(self.chosen)}: "
+                      "change it and submit.")
+        else:
+            self._say("Undone: this text is back for you to label.")
 
     def retry(self) -> None:
         """Try again whatever the database refused: an unsaved label or skip, or the next text."""
@@ -205,10 +237,15 @@ class Labeller(_AppLines, widgets.VBox):
             self._next()
 
     def handle_key(self, event: dict) -> None:
-        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, s, u, Backspace."""
-        if self.labeller is not None:
-            dispatch_key(event, self.queue.labels, self.submit,
-                         {"s": self.skip, "u": self.undo, "Backspace": self.undo})
+        """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, s, u, Backspace;
+        in a multi-label project 1-9 toggle and Enter submits."""
+        if self.labeller is None:
+            return
+        actions = {"s": self.skip, "u": self.undo, "Backspace": self.undo}
+        if self._multi:
+            dispatch_key(event, self.queue.labels, self.toggle, {"Enter": self.submit, **actions})
+        else:
+            dispatch_key(event, self.queue.labels, self.submit, actions)
 
     # -- what happens between actions -------------------------------------------------------
 
@@ -225,10 +262,12 @@ class Labeller(_AppLines, widgets.VBox):
             )
             return True
         except DatabaseUnavailable as exc:
-            what = f"your label '{pending.label}'" if pending.kind == "label" else "your skip"
+            what = (f"your {'answer' if self._multi else 'label'} '{pending.label}'"
+                    if pending.kind == "label" else "your skip")
+            again = "Submit" if self._multi else "a label"
             self._say(
                 f"Not saved yet: {exc} {what.capitalize()} for this text is kept: press Retry, "
-                "or press a label again, once the database is back.",
+                f"or press {again} again, once the database is back.",
                 error=True,
                 retry=True,
             )
@@ -260,6 +299,8 @@ class Labeller(_AppLines, widgets.VBox):
     def _show(self, item) -> None:
         self.item = item
         self._shown_at = time.monotonic()
+        if self._multi:
+            self._toggles.set()  # a new text starts with every label off
         progress = self._refresh_progress()
         if item is None:
             counts = (
@@ -274,7 +315,7 @@ class Labeller(_AppLines, widgets.VBox):
             return
         self._set_text(item.text)
         self._meta.value = _meta_html(item.meta) if self.show_meta else ""
-        self._guess.value = _guess_html(item) if self.show_guess else ""
+        self._guess.value = _guess_html(item, self._multi) if self.show_guess else ""
         self._model_line.value = self._model_html(item.ranked_by)
         self._say("")
         self._enable(True)
@@ -286,7 +327,10 @@ class Labeller(_AppLines, widgets.VBox):
             return None  # the counts go stale; the next click refreshes them
         self._bar.max = max(p.total, 1)
         self._bar.value = p.done
-        per_label = " · ".join(f"{html.escape(k)} {v}" for k, v in p.per_label.items())
+        per_label = " · ".join(
+            f"{html.escape(NONE_OF_THESE if self._multi and k == '[]' else k)} {v}"
+            for k, v in p.per_label.items()
+        )
         self._counts.value = (
             f"<b>{p.done}</b> labelled · <b>{p.left}</b> left · {per_label} · "
             f"you: <b>{p.mine}</b>"
@@ -333,15 +377,10 @@ class Labeller(_AppLines, widgets.VBox):
         self._text.add_class("widgetal-text")
         self._meta = widgets.HTML()
         self._guess = widgets.HTML()
-        self._label_buttons = []
-        for i, label in enumerate(self.queue.labels):
-            key = f" ({i + 1})" if i < MAX_KEYED_LABELS else ""
-            b = widgets.Button(description=f"{label}{key}", tooltip=f"Label as {label}{key}",
-                               button_style="primary",
-                               layout=widgets.Layout(width="auto", min_width="8em"))
-            b.add_class(f"widgetal-label-{i + 1}")
-            b.on_click(lambda _b, label=label: self.submit(label))
-            self._label_buttons.append(b)
+        self._label_buttons = [] if self._multi else label_buttons(
+            self.queue.labels, "Label as", self.submit)
+        self._toggles = LabelToggles(self.queue.labels, "Submit", self.submit, MAX_KEYED_LABELS)
+        self._answer_buttons = self._toggles.buttons if self._multi else self._label_buttons
         self._skip = widgets.Button(description="Skip (s)", icon="forward")
         self._skip.add_class("widgetal-skip")
         self._skip.on_click(lambda _b: self.skip())
@@ -354,11 +393,12 @@ class Labeller(_AppLines, widgets.VBox):
         self._retry.on_click(lambda _b: self.retry())
         self._message = widgets.HTML()
         self._message.add_class("widgetal-message")
+        keys, hint = answer_keys(len(self.queue.labels), self._multi, "label", "submit",
+                                 "s", "u", "Backspace")
         self._keys = KeyListener(
-            app_keys(len(self.queue.labels), MAX_KEYED_LABELS, "s", "u", "Backspace"),
+            keys,
             self.handle_key,
-            hint=f"1–{min(len(self.queue.labels), MAX_KEYED_LABELS)} label · s skip · "
-            "u or Backspace undo",
+            hint=f"{hint} · s skip · u or Backspace undo",
         )
         if not self.queue.labels:
             self._message.value = _message(
@@ -367,12 +407,27 @@ class Labeller(_AppLines, widgets.VBox):
         self._panel = self._assemble(
             [self._who, self._bar, self._counts, self._model_line],
             [self._text, self._meta, self._guess],
-            [*self._label_buttons, self._skip, self._undo, self._retry],
+            [*self._answer_buttons, self._skip, self._undo, self._retry],
             self._keys,
         )
 
+    def _answer(self, label: str | Iterable[str] | None) -> str | list[str] | None:
+        """The answer to send for ``label`` (the toggled set when None, in a multi-label
+        project), or None after saying why there is none."""
+        labels = self.queue.labels
+        if not self._multi:
+            if label not in labels:
+                self._say(f"'{label}' is not one of the labels {labels}.", error=True)
+                return None
+            return label
+        try:
+            return self._toggles.answer(label)
+        except WidgetalError as exc:  # an unknown label, or a string for a list
+            self._say(str(exc), error=True)
+            return None
+
     def _enable(self, on: bool) -> None:
-        for b in (*self._label_buttons, self._skip):
+        for b in (*self._answer_buttons, self._skip):
             b.disabled = not on
 
     @property
@@ -383,18 +438,48 @@ class Labeller(_AppLines, widgets.VBox):
 
 def dispatch_key(event: dict, labels: list[str], on_label: Callable[[str], None],
                  actions: dict[str, Callable[[], None]]) -> None:
-    """Run what a keydown means in an app: a digit picks a label, a letter (either case) or
-    Backspace an action. Held keys and Ctrl/Alt/Meta combinations do nothing, so a held key
-    cannot label a run of texts and the browser's own shortcuts stay the browser's."""
+    """Run what a keydown means in an app: a digit picks (or toggles) a label, a letter (either
+    case), Backspace or Enter an action. Held keys and Ctrl/Alt/Meta combinations do nothing,
+    so a held key cannot label a run of texts and the browser's own shortcuts stay the
+    browser's; Shift+Enter (run a cell in Jupyter) is not Enter."""
     if event.get("type", "keydown") != "keydown" or event.get("repeat"):
         return
     if any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
         return
     key = event.get("key", "")
+    if key == "Enter" and event.get("shiftKey"):
+        return
     if key.isdigit() and 1 <= int(key) <= min(len(labels), MAX_KEYED_LABELS):
         on_label(labels[int(key) - 1])
     elif key in actions or key.lower() in actions:
         actions.get(key, actions.get(key.lower()))()
+
+
+def label_buttons(labels: list[str], tooltip: str,
+                  on_label: Callable[[str], None]) -> list[widgets.Button]:
+    """One button per label (single-label projects), the first nine with their digit key."""
+    buttons = []
+    for i, label in enumerate(labels):
+        key = f" ({i + 1})" if i < MAX_KEYED_LABELS else ""
+        b = widgets.Button(description=f"{label}{key}", tooltip=f"{tooltip} {label}{key}",
+                           button_style="primary",
+                           layout=widgets.Layout(width="auto", min_width="8em"))
+        b.add_class(f"widgetal-label-{i + 1}")
+        b.on_click(lambda _b, label=label: on_label(label))
+        buttons.append(b)
+    return buttons
+
+
+def answer_keys(n_labels: int, multi: bool, verb: str, send_verb: str,
+                *extra: str) -> tuple[list[str], str]:
+    """The keys an app claims (``extra`` after its answer keys) and the start of its cue: the
+    digits give a label (``verb``), or in a multi-label project toggle one while Enter sends
+    the set (``send_verb``)."""
+    n = min(n_labels, MAX_KEYED_LABELS)
+    if multi:
+        keys = app_keys(n_labels, MAX_KEYED_LABELS, "Enter", *extra)
+        return keys, f"1–{n} toggle · Enter {send_verb}"
+    return app_keys(n_labels, MAX_KEYED_LABELS, *extra), f"1–{n} {verb}"
 
 
 def labeller_from_url(query_string: str | None = None, param: str = "labeller") -> str | None:
@@ -406,13 +491,15 @@ def labeller_from_url(query_string: str | None = None, param: str = "labeller") 
     return name or None
 
 
-def _guess_html(item: Any) -> str:
-    """The guess the orchestrator published with the item (escaped: labels are user data)."""
+def _guess_html(item: Any, multi: bool = False) -> str:
+    """The guess the orchestrator published with the item (escaped: labels are user data); in
+    a multi-label project a set, read as "billing + urgent", with its joint probability."""
     label, proba = getattr(item, "guess_label", None), getattr(item, "guess_proba", None)
     if label is None:
         return _note("Model's guess: none yet (no model has ranked this text).")
+    shown = readable_stored(label) if multi else str(label)
     share = f" ({proba:.0%})" if proba is not None else ""
-    return _note(f"Model's guess: <b>{html.escape(str(label))}</b>{share}")
+    return _note(f"Model's guess: <b>{html.escape(shown)}</b>{share}")
 
 
 def _score_text(metrics: Any) -> str:
