@@ -6,6 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import ipywidgets as widgets
+import pytest
+
+from widgetal import Queue
 from widgetal.errors import DatabaseUnavailable
 from widgetal.widget import Labeller, labeller_from_url
 
@@ -404,3 +408,212 @@ def test_a_real_server_outage_keeps_the_click_and_retry_saves_it_once(postgres_u
     assert w.item.text == "second text"
     proxy.cut()
     queue.engine.dispose()
+
+
+# -- multi-label projects: an answer is a set of labels -----------------------------------------
+
+MULTI = ["billing", "urgent", "refund"]
+
+
+@pytest.fixture
+def multi(db_url):
+    """A multi-label project (``widgetal init --multi-label``) on SQLite and PostgreSQL."""
+    q = Queue(db_url, labels=MULTI, multi_label=True, lease_seconds=600)
+    yield q
+    q.engine.dispose()
+
+
+def _button_row(w) -> tuple:
+    """The buttons the app shows, in order."""
+    return next(c for c in w._panel.children if isinstance(c, widgets.HBox)).children
+
+
+def _on(w) -> list[str]:
+    """The labels whose toggle shows them switched on (caption and colour), in order."""
+    return [t.description for t in w._toggles.toggles if t.button_style == "success"]
+
+
+def test_multi_label_app_has_a_toggle_per_label_and_a_submit_naming_the_set(multi):
+    multi.add(["a"])
+    w = Labeller(multi, labeller="ana")
+    assert w._label_buttons == []  # no button submits one label on its own
+    assert [t.description for t in w._toggles.toggles] == ["billing (1)", "urgent (2)",
+                                                          "refund (3)"]
+    assert list(_button_row(w)[:4]) == [*w._toggles.toggles, w._toggles.send]
+    assert w._toggles.send.description == "Submit: none of these (Enter)"
+    assert "none of these labels applies" in w._toggles.send.tooltip
+    assert w._keys.shortcuts == ["1", "2", "3", "Enter", "s", "S", "u", "U", "Backspace"]
+    assert w._keys.hint.startswith("1–3 toggle · Enter submit · s skip")
+    assert "widgetal-submit" in w._toggles.send._dom_classes
+    assert "widgetal-toggle-2" in w._toggles.toggles[1]._dom_classes
+
+
+def test_digits_toggle_labels_and_enter_submits_the_set_then_the_next_text_starts_clear(multi):
+    multi.add(["a", "b"])
+    w = Labeller(multi, labeller="ana")
+    w.handle_key(_key("3"))
+    w.handle_key(_key("1"))
+    w.handle_key(_key("2"))
+    w.handle_key(_key("2"))  # pressed again: off
+    assert w.chosen == ["billing", "refund"]  # project order, not the order pressed
+    assert _on(w) == ["✓ billing (1)", "✓ refund (3)"]
+    assert w._toggles.send.description == "Submit: billing + refund (Enter)"
+    assert multi.progress().done == 0  # toggling saves nothing
+    w.handle_key(_key("Enter"))
+    assert _labels(multi) == [("a", '["billing","refund"]', "ana")]
+    assert w.item.text == "b" and w.chosen == [] and _on(w) == []
+    assert w._toggles.send.description == "Submit: none of these (Enter)"
+
+
+def test_clicking_toggles_and_submit_records_the_set(multi):
+    multi.add(["a", "b"])
+    w = Labeller(multi, labeller="ana")
+    w._toggles.toggles[1].value = True  # what a click in the page does to a toggle
+    w._toggles.toggles[0].value = True
+    w._toggles.send.click()
+    assert _labels(multi) == [("a", '["billing","urgent"]', "ana")]
+    assert w.item.text == "b"
+
+
+def test_submit_with_nothing_on_records_none_of_these(multi):
+    multi.add(["a", "b", "c"])
+    w = Labeller(multi, labeller="ana")
+    w.handle_key(_key("Enter"))
+    w.submit([])  # the Python call says the same
+    assert _labels(multi) == [("a", "[]", "ana"), ("b", "[]", "ana")]
+    assert "none of these 2" in w._counts.value and "[]" not in w._counts.value
+
+
+def test_submit_takes_a_list_and_refuses_unknown_labels_or_a_plain_string(multi):
+    multi.add(["a", "b"])
+    w = Labeller(multi, labeller="ana")
+    w.submit(["nope", "billing"])
+    assert "not in this project's label set" in w.message and "nothing was saved" in w.message
+    w.submit("billing")
+    assert "a list of labels" in w.message
+    assert multi.progress().done == 0 and w.item.text == "a"
+    w.submit({"refund", "urgent"})
+    assert _labels(multi) == [("a", '["urgent","refund"]', "ana")]
+
+
+def test_undo_brings_the_text_back_with_the_set_it_was_given_switched_on(multi):
+    multi.add(["a", "b", "c"])
+    w = Labeller(multi, labeller="ana")
+    for key in ("1", "2", "Enter", "Enter"):  # a -> billing + urgent, b -> none of these
+        w.handle_key(_key(key))
+    w.handle_key(_key("u"))
+    assert w.item.text == "b" and w.chosen == []
+    assert "with your answer, none of these" in w.message
+    w.handle_key(_key("Backspace"))
+    assert w.item.text == "a" and w.chosen == ["billing", "urgent"]
+    assert _on(w) == ["✓ billing (1)", "✓ urgent (2)"]
+    assert "billing + urgent" in w.message
+    w.handle_key(_key("1"))  # change it: only urgent
+    w.handle_key(_key("Enter"))
+    assert _labels(multi) == [("a", '["urgent"]', "ana")]
+    assert w.item.text == "b" and w.chosen == []
+
+
+def test_skip_clears_the_toggles_and_undoing_a_skip_brings_the_text_back_all_off(multi):
+    multi.add(["a", "b"])
+    w = Labeller(multi, labeller="ana")
+    w.handle_key(_key("3"))
+    w.handle_key(_key("s"))
+    assert w.item.text == "b" and w.chosen == []
+    assert multi.progress().done == 0
+    w.handle_key(_key("u"))
+    assert w.item.text == "a" and w.chosen == []
+    assert w.message == "Undone: this text is back for you to label."
+
+
+def test_undo_on_a_reloaded_page_brings_the_text_back_all_off(multi):
+    multi.add(["a", "b"])
+    Labeller(multi, labeller="ana").submit(["refund"])
+    w = Labeller(multi, labeller="ana")  # the page reloaded: it never sent that set
+    w.undo()
+    assert w.item.text == "a" and w.chosen == []
+
+
+def test_shift_enter_and_toggling_with_no_text_do_nothing(multi):
+    multi.add(["a"])
+    w = Labeller(multi, labeller="ana")
+    w.handle_key(_key("1"))
+    w.handle_key(_key("Enter", shiftKey=True))  # Jupyter's run-cell, not a submit
+    w.handle_key(_key("Enter", repeat=True))
+    w.handle_key(_key("4"))  # only three labels
+    assert multi.progress().done == 0 and w.chosen == ["billing"]
+    w.handle_key(_key("Enter"))
+    assert w.item is None
+    w.handle_key(_key("2"))  # nothing on screen: nothing to toggle
+    assert w.chosen == [] and all(b.disabled for b in w._toggles.buttons)
+
+
+def test_a_single_label_project_claims_no_enter_and_has_no_toggles(queue):
+    queue.add(["a"])
+    w = Labeller(queue, labeller="ana")
+    assert "Enter" not in w._keys.shortcuts and "toggle" not in w._keys.hint
+    w.handle_key(_key("Enter"))
+    w.toggle("negative")
+    assert "one label per text" in w.message
+    assert queue.progress().done == 0 and w.chosen == []
+    assert list(_button_row(w)[:2]) == w._label_buttons
+    assert all(t not in _button_row(w) for t in w._toggles.buttons)
+
+
+def test_the_guess_reads_as_a_set_escaped(multi):
+    multi.add(["a", "b"])
+    w = Labeller(multi, labeller="ana", show_guess=True)
+    assert "none yet" in w._guess.value
+    ids = [w.item.item_id, w.item.item_id + 1]
+    multi.reorder(ids, [0.9, 0.1], ranked_by=3,
+                  guesses=(['["billing","urgent"]', "[]"], [0.625, 0.5]))
+    w = Labeller(multi, labeller="ana", show_guess=True)  # a reloaded page: the same text
+    assert "Model's guess: <b>billing + urgent</b> (62%)" in w._guess.value
+    assert w.chosen == []  # a guess never switches labels on
+    w.submit([])
+    assert "<b>none of these</b> (50%)" in w._guess.value
+
+
+def test_multi_label_labels_are_shown_escaped(sqlite_url):
+    q = Queue(sqlite_url, labels=["<b>x</b>", "y"], multi_label=True)
+    q.add(["a"])
+    w = Labeller(q, labeller="ana", show_guess=True)
+    q.reorder([w.item.item_id], [1.0], ranked_by=1, guesses=(['["<b>x</b>"]'], [0.9]))
+    w = Labeller(q, labeller="ana", show_guess=True)
+    assert "&lt;b&gt;x&lt;/b&gt;" in w._guess.value and "<b>x</b>" not in w._guess.value
+    w.handle_key(_key("1"))
+    assert w._toggles.send.description == "Submit: <b>x</b> (Enter)"  # a caption is plain text
+    q.engine.dispose()
+
+
+def test_database_outage_keeps_the_set_on_screen_until_retry_saves_it(multi):
+    multi.add(["a", "b"])
+    flaky = _FlakyQueue(multi)
+    w = Labeller(flaky, labeller="ana")
+    flaky.down = True
+    w.handle_key(_key("2"))
+    w.handle_key(_key("Enter"))
+    assert w.pending == ("label", "urgent")
+    assert "Your answer 'urgent'" in w.message and "press Submit again" in w.message
+    assert w.item.text == "a" and w.chosen == ["urgent"]  # the toggles stay as they were
+    flaky.down = False
+    w._retry.click()
+    assert _labels(multi) == [("a", '["urgent"]', "ana")]
+    assert w.item.text == "b" and w.chosen == []
+
+
+def test_a_multi_label_kernel_labels_without_pandas_sklearn_or_numpy(multi, db_url):
+    multi.add(["a", "b", "c"])
+    code = (
+        "import sys\n"
+        "from widgetal import Labeller, Queue\n"
+        "w = Labeller(Queue(sys.argv[1]), labeller='ana', show_guess=True)\n"
+        "for key in ('1', '3', 'Enter', 'Enter', 'u', 's'):\n"
+        "    w.handle_key({'type': 'keydown', 'key': key})\n"
+        "print(w.item.text, [m for m in ('pandas', 'sklearn', 'torch', 'numpy') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, db_url],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "c []"
+    assert _labels(multi) == [("a", '["billing","refund"]', "ana")]
