@@ -31,3 +31,18 @@ def test_the_browser_side_leaves_editors_and_modified_keys_alone():
                   "isContentEditable", "e.ctrlKey || e.altKey || e.metaKey"):
         assert guard in esm
     assert 'addEventListener("keydown", reg.onKey, { capture: true })' in esm
+
+
+def test_enter_is_left_to_the_page_with_shift_in_dialogs_and_on_its_own_controls():
+    esm = KeyListener._esm
+    assert 'if (e.key === "Enter" && pagesEnter(e, path)) return;' in esm
+    for guard in ("if (e.shiftKey) return true;", "[role='dialog']", ".jp-Dialog", ".lm-Menu",
+                  "t.closest(CONTROLS) && !t.closest(\".\" + APP)"):
+        assert guard in esm
+    # Checked before the key is claimed: what the page keeps is never prevented.
+    assert esm.index("pagesEnter(e, path)) return") < esm.index("e.preventDefault()")
+
+
+def test_enter_is_claimed_only_by_apps_that_send_with_it():
+    assert "Enter" not in app_keys(2, 9, "s", "u", "Backspace")
+    assert app_keys(2, 9, "Enter", "s") == ["1", "2", "Enter", "s", "S"]

@@ -386,3 +386,95 @@ def test_label_notebook_explains_an_unreachable_database_in_review_mode(tmp_path
         "reviewer=rita",
     )
     assert "Cannot start reviewing" in state and "Cannot reach the database" in state
+
+
+# -- multi-label projects: the labels given and the decision are sets ---------------------------
+
+MULTI = ["billing", "urgent", "refund"]
+
+
+@pytest.fixture
+def multi_team(db_url):
+    """A multi-label project with overlap 2: ana and bob label, rita reviews."""
+    q = Queue(db_url, labels=MULTI, multi_label=True, lease_seconds=600)
+    q.configure(overlap=2)
+    q.add_person("rita", reviewer=True)
+    yield q
+    q.engine.dispose()
+
+
+def _disagree_sets(q, texts, first=("ana", ["billing", "urgent"]), second=("bob", [])):
+    return _disagree(q, texts, first, second)
+
+
+def test_given_sets_are_shown_per_set_with_who_gave_them(multi_team):
+    _disagree_sets(multi_team, ["odd mail"])
+    w = Reviewer(multi_team, reviewer="rita")
+    given = w._given.value
+    assert "<b>billing + urgent</b> (1): ana" in given
+    assert "<b>none of these</b> (1): bob" in given
+    assert '["billing","urgent"]' not in given
+    assert w._label_buttons == []
+    assert [t.description for t in w._toggles.toggles] == ["billing (1)", "urgent (2)",
+                                                          "refund (3)"]
+    assert w._toggles.send.description == "Decide: none of these (Enter)"
+    assert "widgetal-decide" in w._toggles.send._dom_classes
+    assert w._keys.shortcuts == ["1", "2", "3", "Enter", "b", "B", "u", "U", "Backspace"]
+    assert w._keys.hint.startswith("1–3 toggle · Enter decide · b send back")
+
+
+def test_the_reviewer_decides_a_set_by_keys_and_the_empty_set_by_a_click(multi_team):
+    _disagree_sets(multi_team, ["odd mail", "strange mail"])
+    w = Reviewer(multi_team, reviewer="rita")
+    w.handle_key(_key("3"))
+    w.handle_key(_key("2"))
+    assert w._toggles.send.description == "Decide: urgent + refund (Enter)"
+    w.handle_key(_key("Enter"))
+    assert w.item.text == "strange mail" and w.chosen == []  # the next item starts clear
+    w._toggles.send.click()  # nothing on: none of these
+    assert _final(multi_team) == [("odd mail", '["urgent","refund"]', "rita", "review"),
+                                  ("strange mail", "[]", "rita", "review")]
+    assert w.item is None and multi_team.awaiting_review() == 0
+
+
+def test_undoing_a_decided_set_switches_it_on_again(multi_team):
+    _disagree_sets(multi_team, ["odd mail", "strange mail"])
+    w = Reviewer(multi_team, reviewer="rita")
+    w.decide(["refund", "billing"])
+    w.handle_key(_key("u"))
+    assert w.item.text == "odd mail" and w.chosen == ["billing", "refund"]
+    assert "billing + refund" in w.message
+    w.handle_key(_key("1"))  # billing off: refund alone
+    w.handle_key(_key("Enter"))
+    assert _final(multi_team) == [("odd mail", '["refund"]', "rita", "review")]
+    assert w.item.text == "strange mail"
+
+
+def test_sending_back_a_set_item_and_refusing_a_bad_decision(multi_team):
+    (item_id,) = _disagree_sets(multi_team, ["odd mail"])
+    w = Reviewer(multi_team, reviewer="rita")
+    w.decide(["nope"])
+    assert "not in this project's label set" in w.message and "nothing was saved" in w.message
+    w.decide("billing")
+    assert "a list of labels" in w.message
+    assert w.item.item_id == item_id and multi_team.awaiting_review() == 1
+    w.handle_key(_key("1"))
+    w.handle_key(_key("b"))  # send back, not decide
+    assert w.item is None and multi_team.labelled().empty
+    assert multi_team.pop("cy").item_id == item_id
+    w.undo()  # the extra label has not arrived: the send-back is taken back
+    assert w.item.item_id == item_id and w.chosen == []  # nothing was decided to switch on
+    assert w.message == "Undone: your decision was taken back. Decide this item again."
+
+
+def test_a_multi_label_reviewers_decision_survives_an_outage(multi_team):
+    _disagree_sets(multi_team, ["odd mail"])
+    flaky = _FlakyQueue(multi_team)
+    w = Reviewer(flaky, reviewer="rita")
+    flaky.down = {"review"}
+    w.handle_key(_key("2"))
+    w.handle_key(_key("Enter"))
+    assert w.pending == ("decide", "urgent") and w.chosen == ["urgent"]
+    flaky.down = set()
+    w._retry.click()
+    assert _final(multi_team) == [("odd mail", '["urgent"]', "rita", "review")]
