@@ -6,12 +6,16 @@ exactly the sets the page showed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
 import pytest
 from test_browser import (
     ARTIFACTS,
+    LOAD_MS,
+    STEP_MS,
+    TEXT,
     _after,
     _db,
     _free_port,
@@ -118,3 +122,75 @@ def test_toggle_labels_by_keys_and_clicks_submit_sets_with_enter_and_undo(
     assert "none of these 1" in page.inner_text(".widgetal-panel")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "labeller-multilabel.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+@needs_browser
+def test_enter_in_jupyterlab_stays_the_editors_and_submits_only_in_command_mode(
+    tmp_path, browser,  # noqa: F811 - the browser fixture's value
+):
+    pytest.importorskip("jupyterlab")
+    from widgetal.serve import LABEL_NOTEBOOK
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    q = Queue(url, labels=LABELS, multi_label=True)
+    q.add(["lab one", "lab two", "lab three"])
+    shutil.copy(LABEL_NOTEBOOK, tmp_path / "label.ipynb")
+    port = _free_port()
+    env = {**os.environ, "WIDGETAL_DB_URL": url, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    env.pop("QUERY_STRING", None)
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+           "--ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    try:
+        with _server(cmd, port, tmp_path / "lab.log", env=env, cwd=tmp_path):
+            page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+            page.set_default_timeout(STEP_MS)
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/label.ipynb?reset", timeout=LOAD_MS)
+            page.wait_for_function(
+                "() => document.body.innerText.includes('(ipykernel) | Idle')", timeout=LOAD_MS
+            )
+            page.click(".jp-Notebook .jp-CodeCell .cm-content")
+            page.keyboard.press("Control+Enter")  # run the cell
+            page.wait_for_selector(".widgetal-name input", timeout=LOAD_MS)
+            page.fill(".widgetal-name input", "jo")
+            page.click(".widgetal-start")
+            page.wait_for_function(
+                "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
+                arg=TEXT,
+            )
+            assert _shown(page) == "lab one"
+            page.wait_for_selector(".widgetal-keys.widgetal-keys-live")
+            _press(page, "2")
+            _submit_reads(page, "urgent")
+            assert _after(page, _key(page, "Enter")) == "lab two"  # command mode: the app's
+
+            # Editing a cell: Enter is the editor's new line, and digits are its text.
+            editor = page.locator(".jp-Notebook .jp-CodeCell .cm-content").first
+            lines = editor.locator(".cm-line").count()
+            editor.click()
+            page.keyboard.press("End")
+            page.keyboard.type(" # 1")
+            page.keyboard.press("Enter")
+            page.keyboard.type("# 3")
+            page.wait_for_timeout(1500)  # time for a wrongly sent key to reach the kernel
+            assert editor.locator(".cm-line").count() == lines + 1  # Enter made a new line
+            assert " # 1" in editor.inner_text() and "# 3" in editor.inner_text()
+            assert _shown(page) == "lab two" and len(_db(q)) == 1
+            assert page.inner_text(SUBMIT).strip() == "Submit: none of these (Enter)"
+
+            page.keyboard.press("Escape")  # command mode: the keys are the app's again
+            _press(page, "1")
+            _press(page, "3")
+            _submit_reads(page, "billing + refund")
+            assert _after(page, _key(page, "Enter")) == "lab three"
+        assert _db(q) == [("lab one", '["urgent"]', "jo"),
+                          ("lab two", '["billing","refund"]', "jo")]
+    finally:
+        q.engine.dispose()
