@@ -16,6 +16,16 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .apps import (
+    MAX_KEYED_LABELS,
+    _AppLines,
+    _message,
+    _meta_html,
+    _note,
+    answer_keys,
+    label_buttons,
+    labeller_from_url,
+)
 from .errors import (
     DatabaseUnavailable,
     NotAReviewer,
@@ -25,17 +35,6 @@ from .errors import (
 )
 from .keys import APP_CLASS, KeyListener
 from .toggles import LabelToggles, readable, readable_stored
-from .widget import (
-    MAX_KEYED_LABELS,
-    _AppLines,
-    _message,
-    _meta_html,
-    _note,
-    answer_keys,
-    dispatch_key,
-    label_buttons,
-    labeller_from_url,
-)
 
 
 @dataclass
@@ -144,19 +143,6 @@ class Reviewer(_AppLines, widgets.VBox):
             return
         self._record(label, label)
 
-    def toggle(self, label: str) -> None:
-        """Switch ``label`` on or off in the decision on screen (multi-label projects)."""
-        if not self._multi:
-            self._say("This project takes one label per text: press a label to decide.",
-                      error=True)
-        elif self.item is not None:
-            self._toggles.toggle(label)
-
-    @property
-    def chosen(self) -> list[str]:
-        """The labels switched on (multi-label projects; empty otherwise)."""
-        return self._toggles.chosen if self._multi else []
-
     def send_back(self) -> None:
         """Ask for one more label on the item on screen instead of deciding it."""
         if self.item is None:
@@ -199,13 +185,9 @@ class Reviewer(_AppLines, widgets.VBox):
     def handle_key(self, event: dict) -> None:
         """Map a keydown event (as ``KeyListener`` sends it) to an action: 1-9, b, u, Backspace;
         in a multi-label project 1-9 toggle and Enter decides."""
-        if self.reviewer is None:
-            return
-        actions = {"b": self.send_back, "u": self.undo, "Backspace": self.undo}
-        if self._multi:
-            dispatch_key(event, self.queue.labels, self.toggle, {"Enter": self.decide, **actions})
-        else:
-            dispatch_key(event, self.queue.labels, self.decide, actions)
+        if self.reviewer is not None:
+            self._dispatch(event, self.decide,
+                           {"b": self.send_back, "u": self.undo, "Backspace": self.undo})
 
     # -- what happens between actions -------------------------------------------------------
 
