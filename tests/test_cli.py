@@ -81,3 +81,49 @@ def test_status_shows_the_latest_run_and_its_cv_scores(sqlite_url, tmp_path):
     out = run("status", db=sqlite_url).stdout
     assert re.search(r"Latest run #1 at .* UTC: 20 labels, CV accuracy 0\.\d{3}, macro-F1", out)
     assert "models/" in out and ".pkl" in out
+
+
+def _multilabel_rows(n: int, seed: int = 0) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    words = {"billing": "invoice", "urgent": "asap", "refund": "moneyback"}
+    rows = []
+    for i in range(n):
+        chosen = [label for label in words if rng.random() < 0.4]
+        filler = " ".join(rng.choice(["hello", "the", "ticket", "day"]) for _ in range(4))
+        rows.append({"id": i, "text": " ".join(words[x] for x in chosen) + " " + filler,
+                     "label": "|".join(chosen) if chosen else "[]"})
+    return rows
+
+
+def test_a_multi_label_project_trains_with_the_chosen_aggregate_and_simulates_from_the_cli(
+    sqlite_url, tmp_path
+):
+    labelled = tmp_path / "labelled.csv"
+    pd.DataFrame(_multilabel_rows(60)).to_csv(labelled, index=False)
+    fresh = pd.DataFrame(_multilabel_rows(40, seed=1)).assign(id=lambda f: f.id + 1000)
+    unlabelled = tmp_path / "unlabelled.csv"
+    fresh[["id", "text"]].to_csv(unlabelled, index=False)
+    run("init", "--labels", "billing,urgent,refund", "--multi-label", db=sqlite_url)
+    run("import", str(labelled), "--id-col", "id", "--label-col", "label", "--label-sep", "|",
+        db=sqlite_url)
+    run("import", str(unlabelled), "--id-col", "id", db=sqlite_url)
+    models = tmp_path / "models"
+    out = run("orchestrate", "--once", "--aggregate", "max", "--models-dir", str(models),
+              db=sqlite_url).stdout
+    assert "reordered 40 items" in out
+    sidecar = sorted(models.glob("*.json"))[-1].read_text()
+    assert '"aggregate": "max"' in sidecar and "f1_micro" in sidecar
+    bad = run("orchestrate", "--once", "--aggregate", "median", "--models-dir", str(models),
+              db=sqlite_url, check=False)
+    assert bad.returncode != 0 and "aggregate must be one of" in bad.stderr + bad.stdout
+
+    sim = tmp_path / "sim.csv"
+    pd.DataFrame(_multilabel_rows(300, seed=2)).to_csv(sim, index=False)
+    res = run("simulate", str(sim), "--multi-label", "--label-sep", "|", "--repeats", "1",
+              "--batch", "50", "--start", "50", "--strategies", "random,entropy",
+              "--out", str(tmp_path / "res"), db=sqlite_url).stdout
+    assert "f1_micro" in res and "entropy" in res
+    curves = pd.read_csv(tmp_path / "res" / "curves.csv")
+    assert set(curves["strategy"]) == {"random", "entropy"}

@@ -348,6 +348,11 @@ def orchestrate(
     explore: float = typer.Option(
         0.0, envvar="WIDGETAL_EXPLORE", help="Share of the queue's top given to random items."
     ),
+    aggregate: str = typer.Option(
+        "mean", envvar="WIDGETAL_AGGREGATE",
+        help="Multi-label projects: a text's uncertainty is the mean or the max of its "
+        "per-label uncertainties.",
+    ),
     keep: int | None = typer.Option(
         None, envvar="WIDGETAL_KEEP", help="Keep only the newest N models."
     ),
@@ -371,7 +376,7 @@ def orchestrate(
     run = run_orchestrator(
         db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
         models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
-        explore=explore, keep=keep, wait_seconds=wait_seconds,
+        explore=explore, keep=keep, wait_seconds=wait_seconds, aggregate=aggregate,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")
@@ -582,9 +587,25 @@ def simulate(
     file: Path = typer.Argument(..., help="A labelled CSV, TSV, JSONL or Parquet file."),
     text_col: str = typer.Option("text", help="Column holding the text."),
     label_col: str = typer.Option("label", help="Column holding the known label."),
-    strategies: str = typer.Option(
-        "random,least-confidence,margin,entropy,committee,density",
-        help="Comma-separated strategies to compare; keep 'random' for the savings column.",
+    strategies: str | None = typer.Option(
+        None,
+        help="Comma-separated strategies to compare; keep 'random' for the savings column "
+        "(default: random, least-confidence, margin, entropy, committee (single-label only), "
+        "density).",
+    ),
+    multi_label: bool = typer.Option(
+        False, "--multi-label", help="Each row holds a set of labels (a JSON list, or joined "
+        "by --label-sep)."
+    ),
+    label_sep: str | None = typer.Option(
+        None, help="Multi-label: the separator between labels in a cell, e.g. '|'."
+    ),
+    labels: str | None = typer.Option(
+        None, help="Multi-label: the label set in order, e.g. billing,urgent (default: the "
+        "labels found, sorted)."
+    ),
+    aggregate: str = typer.Option(
+        "mean", help="Multi-label: mean or max of the per-label uncertainties."
     ),
     batch: int = typer.Option(100, help="Labels added per round."),
     start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
@@ -608,11 +629,15 @@ def simulate(
     from .simulate import simulate as run_simulation
 
     names = [c.strip() for c in columns.split(",")] if columns else ([] if no_header else None)
-    texts, labels = load_labelled(file, text_col, label_col, encoding=encoding, columns=names)
+    texts, answers = load_labelled(file, text_col, label_col, encoding=encoding, columns=names,
+                                   multi_label=multi_label)
+    chosen = None if strategies is None else [
+        s.strip() for s in strategies.split(",") if s.strip()]
+    label_set = None if labels is None else [x.strip() for x in labels.split(",") if x.strip()]
     result = run_simulation(
-        texts, labels, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
-        featurizer=featurizer, batch=batch, start=start, test_frac=test_frac, repeats=repeats,
-        explore=explore, seed=seed, max_labels=max_labels,
+        texts, answers, strategies=chosen, featurizer=featurizer, batch=batch, start=start,
+        test_frac=test_frac, repeats=repeats, explore=explore, seed=seed, max_labels=max_labels,
+        multi_label=multi_label, label_set=label_set, label_sep=label_sep, aggregate=aggregate,
     )
     paths = result.save(out)
     summary = result.summary()
