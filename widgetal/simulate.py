@@ -498,14 +498,20 @@ def _score(model, X_test, y_test, label_names=None) -> dict[str, float]:
     return scores
 
 
-def _split(y, test_frac, seed, test_index) -> np.ndarray:
-    n = len(y)
+def _draw_test(n: int, test_frac: float, seed: int, test_index) -> tuple[np.ndarray, np.ndarray]:
+    """Test and pool positions: the given test rows, or a seeded random share of them. One
+    draw for single- and multi-label files, so both replay the same split."""
     if test_index is not None:
         test = np.unique(np.asarray(test_index, dtype=int))
     else:
         test = np.sort(pd.RangeIndex(n).to_series().sample(frac=test_frac, random_state=seed)
                        .to_numpy())
-    pool = np.setdiff1d(np.arange(n), test)
+    return test, np.setdiff1d(np.arange(n), test)
+
+
+def _split(y, test_frac, seed, test_index) -> np.ndarray:
+    n = len(y)
+    test, pool = _draw_test(n, test_frac, seed, test_index)
     classes = np.unique(y)
     if test_index is None and (np.unique(y[test]).size < classes.size
                                or np.unique(y[pool]).size < classes.size):
@@ -573,12 +579,7 @@ def _split_multilabel(y, label_set, test_frac, seed, test_index):
     """
     Y = labelsets.indicator(list(y), label_set)
     n = len(Y)
-    if test_index is not None:
-        test = np.unique(np.asarray(test_index, dtype=int))
-    else:
-        test = np.sort(pd.RangeIndex(n).to_series().sample(frac=test_frac, random_state=seed)
-                       .to_numpy())
-    pool = np.setdiff1d(np.arange(n), test)
+    test, pool = _draw_test(n, test_frac, seed, test_index)
     if len(test) == 0 or len(pool) == 0:
         raise NotEnoughLabels("The pool or the test split is empty; give more rows.")
     positive = Y[pool].sum(axis=0)
