@@ -146,13 +146,7 @@ def agreement(labels: pd.DataFrame, final: pd.Series | None = None,
         return set_agreement(labels, final, label_set, min_shared)
     labels, final, label_set = _check(labels, final, label_set, min_shared)
     names = np.asarray(label_set, dtype=object)
-    labellers = sorted(labels["labeller"].unique(), key=str)
-    notes: list[str] = []
-    if labels.empty:
-        notes.append("No labels yet: nothing to compute.")
-    elif len(labellers) == 1:
-        notes.append(f"Only one labeller ({labellers[0]}): too little overlap to compute "
-                     "Cohen's kappa or Krippendorff's alpha.")
+    labellers, notes = _labellers_and_first_notes(labels)
 
     # Labels as codes into label_set: the statistics only need equal/unequal, and scikit-learn
     # looks integers up far faster than strings (seconds at a million labels).
@@ -372,3 +366,16 @@ def _per_labeller(labels, final, labellers, names, min_shared, notes) -> pd.Data
                      "the final labels all have (chance agreement is 1).")
     table = table.astype({"agreement_with_final": float, "kappa_with_final": float})
     return table.rename_axis(index=None, columns=None).reset_index(names="labeller")
+
+
+def _labellers_and_first_notes(labels):
+    """The labellers, sorted, and what can be said before computing anything (no labels, or
+    one labeller): shared by single-label and label-set agreement."""
+    labellers = sorted(labels["labeller"].unique(), key=str)
+    notes: list[str] = []
+    if labels.empty:
+        notes.append("No labels yet: nothing to compute.")
+    elif len(labellers) == 1:
+        notes.append(f"Only one labeller ({labellers[0]}): too little overlap to compute "
+                     "Cohen's kappa or Krippendorff's alpha.")
+    return labellers, notes

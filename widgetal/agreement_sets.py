@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from . import labelsets
-from .agreement import COLUMNS, AgreementReport, _alpha_note, _kappa, _per_label, _too_little
+from .agreement import (
+    COLUMNS,
+    AgreementReport,
+    _alpha_note,
+    _kappa,
+    _labellers_and_first_notes,
+    _per_label,
+    _too_little,
+)
 from .errors import WidgetalError
 
 # The krippendorff package holds a few (rows x sets x sets) float arrays at once: above this many
@@ -84,13 +92,7 @@ def set_agreement(labels: pd.DataFrame, final: pd.Series | None, label_set: Sequ
     """
     labels, final, label_set = _check(labels, final, label_set, min_shared)
     names = np.asarray(label_set, dtype=object)
-    labellers = sorted(labels["labeller"].unique(), key=str)
-    notes: list[str] = []
-    if labels.empty:
-        notes.append("No labels yet: nothing to compute.")
-    elif len(labellers) == 1:
-        notes.append(f"Only one labeller ({labellers[0]}): too little overlap to compute "
-                     "Cohen's kappa or Krippendorff's alpha.")
+    labellers, notes = _labellers_and_first_notes(labels)
 
     # The distinct sets are the values: codes into them, and per set its labels (0/1 row).
     domain = sorted(set(labels["label"]) | set(final))
