@@ -1,5 +1,6 @@
 """A labeller's (and a reviewer's) kernel stays lean: it imports neither pandas nor scikit-learn nor
-torch, because guesses come from the queue and tables are only built off the labelling path.
+torch nor numpy, because guesses come from the queue and tables are only built off the labelling
+path.
 
 Each check runs in a fresh interpreter, as a Voila kernel does; the database is prepared here, in
 the test process, where pandas is welcome (adding texts reads a table).
