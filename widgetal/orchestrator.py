@@ -33,7 +33,7 @@ from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import features, labelsets, models, strategies
+from . import features, labelsets, models, stopping, strategies
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .queue import Queue
 
@@ -202,6 +202,9 @@ class Orchestrator:
             log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
             with _timed(timings, "fit"):
                 pipeline = self._fit(labelled["text"], X, y)
+            with _timed(timings, "stop_set"):
+                stop = self._stop_set(pipeline, run)
+                run.metrics.update(stop.metrics)  # kappa vs the previous run (stopping.py)
             with _timed(timings, "save"):
                 info = {
                     "run_id": run_id,
@@ -219,6 +222,7 @@ class Orchestrator:
                     "confusion_matrix": confusion,
                     "timings": dict(timings),
                     "multi_label": self.multi_label,
+                    "stop_set": stop.sidecar,
                 }
                 name_metric = models.NAME_METRIC
                 if self.multi_label:
@@ -509,6 +513,26 @@ class Orchestrator:
             # The embedder learns nothing, so the saved pipeline is it plus the fitted classifier.
             return Pipeline([("features", self._template), ("classifier", model)])
         return model
+
+    def _stop_set(self, pipeline: Pipeline, run: Run) -> stopping.StopSetResult:
+        """This model's predictions on the project's fixed stop set, compared with the newest
+        saved model's (the stop signal's kappa, :mod:`widgetal.stopping`)."""
+        ids = stopping.stop_set_ids(self.models_dir, lambda: self.queue.undone()["item_id"],
+                                    seed=self.random_state)
+        items = self.queue.items(ids)
+        predictions: dict[int, Any] = {}
+        if items:
+            X = self._features([i.item_id for i in items], [i.text for i in items])
+            model = pipeline.named_steps["classifier"] if self._cached else pipeline
+            if self.multi_label:
+                names = np.asarray(run.trained_labels)
+                predicted = [names[row >= models.THRESHOLD].tolist()
+                             for row in model.predict_proba(X)]
+            else:
+                predicted = model.predict(X).tolist()
+            predictions = {i.item_id: p for i, p in zip(items, predicted)}
+        return stopping.compare(self.models_dir, predictions, self.queue.labels,
+                                multi_label=self.multi_label)
 
     def _rerank(
         self, run: Run, pipeline: Pipeline, X_labelled: Any, y: np.ndarray, timings: dict
