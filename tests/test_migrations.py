@@ -34,6 +34,8 @@ V1_TABLES = [
     "widgetal_features",
 ]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+#: (schema version, migration) of a database this widgetal has opened.
+HEAD = (schema.SCHEMA_VERSION, schema._REVISIONS[schema.SCHEMA_VERSION])
 
 
 # -- building databases -------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing
     q = Queue(db_url)
     q.engine.dispose()
 
-    assert _state(db_url) == (2, "0002")
+    assert _state(db_url) == HEAD
     after = _rows(db_url, v1_tables)
     for rows in (before, after):  # the one row that must change
         for row in rows["widgetal_settings"]:
@@ -298,7 +300,7 @@ def test_opening_an_upgraded_database_again_changes_nothing(db_url, monkeypatch)
     Queue(db_url).engine.dispose()
     assert _dump_url(db_url) == schema_before
     assert _rows(db_url) == rows_before
-    assert _state(db_url) == (2, "0002")
+    assert _state(db_url) == HEAD
 
 
 def test_a_database_of_a_newer_version_is_refused_and_left_alone(db_url):
@@ -316,7 +318,8 @@ def test_a_database_at_an_unknown_migration_is_refused(db_url):
     Queue(db_url).engine.dispose()
     with Database(db_url).write() as conn:
         conn.execute(schema.alembic_version.update().values(version_num="0042"))
-    with pytest.raises(SchemaVersionMismatch, match=r"version 2 \(migration 0042\)"):
+    at = rf"version {schema.SCHEMA_VERSION} \(migration 0042\)"
+    with pytest.raises(SchemaVersionMismatch, match=at):
         Queue(db_url)
 
 
@@ -381,7 +384,7 @@ def test_processes_opening_one_database_at_once_all_succeed(db_url, start):
     for t in threads:
         t.join()
     assert errors == []
-    assert _state(db_url) == (2, "0002")
+    assert _state(db_url) == HEAD
     assert _differences(db_url) == []
 
 

@@ -18,6 +18,9 @@ from .errors import InvalidInput, NotAReviewer
 #: majority when there is one (and still ask a reviewer when there is none).
 ON_DISAGREEMENT = ("review", "majority")
 ROLES = ("labeller", "reviewer")
+#: The share of hand-outs drawn for the audit sample in a project made by `widgetal init` or
+#: the quickstart (see widgetal/audit.py). A database without the setting has it off.
+DEFAULT_AUDIT_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ def check_overlap(overlap: Any) -> int:
             "nothing was changed."
         )
     return overlap
+
+
+def check_audit_share(share: Any) -> float:
+    """The audit share is a fraction of hand-outs: 0 (off) up to, not including, 1 (nothing
+    would be left to train on)."""
+    ok = isinstance(share, (int, float)) and not isinstance(share, bool)
+    if not ok or not 0.0 <= float(share) < 1.0:  # NaN fails too
+        raise InvalidInput(
+            f"The audit share is the fraction of hand-outs drawn at random for the audit "
+            f"sample: a number from 0 (off) up to but not including 1, e.g. 0.05; got "
+            f"{share!r}; nothing was changed."
+        )
+    return float(share)
 
 
 def check_on_disagreement(value: str) -> str:

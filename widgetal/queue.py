@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class Item:
     #: until a model has ranked the item).
     guess_label: str | None = None
     guess_proba: float | None = None
+    #: Handed out as an audit item (drawn at random, see :mod:`widgetal.audit`): its labels
+    #: test the models and never train them.
+    audit: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class Queue:
         self.engine = self.db.engine
         self.lease_seconds = lease_seconds
         self._overlap_value, self._overlap_read_at = 1, float("-inf")
+        self._audit_value, self._audit_read_at = 0.0, float("-inf")
+        self._audit_draw = random.Random()  # whether a pop serves the audit sample
         with self.db.write() as conn:
             create_or_check(conn)
             if labels is None:
@@ -308,7 +314,7 @@ class Queue:
             if won is not None:
                 conn.execute(sql.insert_label, _label_row(
                     item_id, label, labeller, seconds, now, won.served_priority,
-                    won.served_ranked_by))
+                    won.served_ranked_by, won.audit))
                 return
         self._record_label_locked(conn, item_id, label, labeller, seconds, now,
                                   self._overlap(conn, fresh=True))
@@ -338,8 +344,8 @@ class Queue:
         params = {"item_id": item_id, "labeller": labeller}
         lease = conn.execute(sql.read_lease, params).first()
         served = lease if lease is not None else (item.served_priority, item.served_ranked_by)
-        conn.execute(sql.insert_label,
-                     _label_row(item_id, label, labeller, seconds, now, served[0], served[1]))
+        conn.execute(sql.insert_label, _label_row(item_id, label, labeller, seconds, now,
+                                                  served[0], served[1], item.audit))
         conn.execute(sql.delete_lease, params)
         if len(active) + 1 >= overlap + item.extra_labels:
             given = [r.label for r in active] + [label]
@@ -360,28 +366,62 @@ class Queue:
             self._overlap_read_at = now
         return self._overlap_value
 
+    def _audit_share(self, conn: sa.Connection, fresh: bool = False) -> float:
+        """The audit share, re-read at most every few seconds on the hot path (as K is)."""
+        now = time.monotonic()
+        if fresh or now - self._audit_read_at > _OVERLAP_TTL_S:
+            self._audit_value = float(project.read_setting(conn, "audit_share", 0.0))
+            self._audit_read_at = now
+        return self._audit_value
+
+    def _draws_audit(self, conn: sa.Connection) -> bool:
+        """Whether this pop serves the audit sample: with probability ``audit_share``, each pop
+        on its own (no counter shared between processes to contend for)."""
+        share = self._audit_share(conn)
+        return share > 0 and self._audit_draw.random() < share
+
     def _lease_next(self, conn: sa.Connection, labeller: str, now: datetime) -> Item | None:
-        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now)}
+        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now),
+                  "audit_share": self._audit_share(conn)}
         overlap = self._overlap(conn)
         if overlap > 1:
             return self._lease_slot(conn, params, overlap)
         own = conn.execute(sql.find_own_lease, params).scalar()
         if own is not None:
             row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
-        else:
-            row = conn.execute(sql.lease_next_item, params).first()
+            return _item(row)
+        # The drawn kind first; when none of that kind is left, the other (an exhausted
+        # reserve, or an exhausted rest once only reserve items remain).
+        kinds = [(sql.lease_next_item, sql.lease_next_item_waiting),
+                 (sql.lease_next_audit_item, sql.lease_next_audit_item_waiting)]
+        if self._draws_audit(conn):
+            kinds.reverse()
+        for skipping, waiting in kinds:
+            row = conn.execute(skipping, params).first()
             if row is None and self.dialect == "postgresql":
-                row = conn.execute(sql.lease_next_item_waiting, params).first()
-        return _item(row) if row is not None else None
+                row = conn.execute(waiting, params).first()
+            if row is not None:
+                return _item(row)
+        return None
 
     def _lease_slot(self, conn: sa.Connection, params: dict, overlap: int) -> Item | None:
-        """Overlap: one of the K slots of the best item this labeller has not seen."""
+        """Overlap: one of the K slots of the best item this labeller has not seen (or, drawn
+        for the audit sample, of the reserve item of smallest key)."""
         own = conn.execute(sql.find_own_lease_overlap, params).scalar()
         if own is None:
             slot = {**params, "overlap": overlap}
-            own = conn.execute(sql.next_open_slot, slot).scalar()
-            if own is None and self.dialect == "postgresql":
-                own = conn.execute(sql.next_open_slot_waiting, slot).scalar()
+            kinds = [(sql.next_open_slot, sql.next_open_slot_waiting, False),
+                     (sql.next_open_audit_slot, sql.next_open_audit_slot_waiting, True)]
+            if self._draws_audit(conn):
+                kinds.reverse()
+            for skipping, waiting, audit in kinds:
+                own = conn.execute(skipping, slot).scalar()
+                if own is None and self.dialect == "postgresql":
+                    own = conn.execute(waiting, slot).scalar()
+                if own is not None:
+                    if audit:
+                        conn.execute(sql.mark_item_audit, {"item_id": own})
+                    break
             if own is None:
                 return None
         conn.execute(sql.delete_lease, {**params, "item_id": own})
@@ -499,18 +539,31 @@ class Queue:
         with self.db.read() as conn:
             return project.read_setting(conn, "on_disagreement", "review")
 
-    def configure(self, overlap: int | None = None, on_disagreement: str | None = None) -> None:
-        """Change the overlap K or the disagreement rule; items already complete stay so."""
+    @property
+    def audit_share(self) -> float:
+        """The share of hand-outs drawn at random for the audit sample (0: off)."""
+        with self.db.read() as conn:
+            return self._audit_share(conn, fresh=True)
+
+    def configure(self, overlap: int | None = None, on_disagreement: str | None = None,
+                  audit_share: float | None = None) -> None:
+        """Change the overlap K, the disagreement rule or the audit share; items already
+        complete stay so, and items already served as audit items stay audit items."""
         if overlap is not None:
             project.check_overlap(overlap)
         if on_disagreement is not None:
             project.check_on_disagreement(on_disagreement)
+        if audit_share is not None:
+            audit_share = project.check_audit_share(audit_share)
         with self.db.write() as conn:
             if overlap is not None:
                 project.write_setting(conn, "overlap", overlap)
             if on_disagreement is not None:
                 project.write_setting(conn, "on_disagreement", on_disagreement)
-        self._overlap_read_at = float("-inf")  # this process sees the change at once
+            if audit_share is not None:
+                project.write_setting(conn, "audit_share", audit_share)
+        # this process sees the change at once
+        self._overlap_read_at = self._audit_read_at = float("-inf")
 
     def add_person(self, name: str, reviewer: bool = False) -> project.Person:
         """Register a labeller (or a reviewer, who may also label)."""
@@ -717,23 +770,26 @@ class Queue:
         with self.db.read() as conn:
             return conn.execute(sql.count_label_events).scalar_one()
 
-    def labelled(self) -> pd.DataFrame:
+    def labelled(self, audit_column: bool = False) -> pd.DataFrame:
         """The final label of every item that has one: what training and export use.
 
         One row per item: ``label`` is the reviewer's decision, else the label every labeller
         gave, else the strict majority where the project allows it; items still awaiting
         review are left out. ``labeller`` names who gave the final label (the reviewer, or the
-        agreeing labellers, comma-joined); ``source`` says which rule decided.
+        agreeing labellers, comma-joined); ``source`` says which rule decided. With
+        ``audit_column`` a last column ``audit`` says which items were served as audit items:
+        the orchestrator tests on those and trains on the others.
         """
         columns = ["item_id", "external_id", "text", "label", "labeller", "created_at",
-                   "seconds", "source"]
+                   "seconds", "source"] + (["audit"] if audit_column else [])
         import pandas as pd
 
         with self.db.read() as conn:
             rows = conn.execute(sql.read_done_labels).all()
             decisions = conn.execute(sql.read_decisions).all()
             policy = project.read_setting(conn, "on_disagreement", "review")
-        given = pd.DataFrame(rows, columns=columns[:-1])
+        given = pd.DataFrame(rows, columns=[*columns[:7], "audit"])
+        given["audit"] = given["audit"].astype(bool)
         given["created_at"] = pd.to_datetime(given["created_at"], utc=True)
         if given["item_id"].is_unique and not decisions:  # one label per item: it is final
             return given.assign(source="labels")[columns]  # (K = 1: every cycle comes here)
@@ -742,6 +798,7 @@ class Queue:
         per_item = given.groupby("item_id").agg(
             external_id=("external_id", "first"), text=("text", "first"),
             created_at=("created_at", "max"), seconds=("seconds", "sum"),
+            audit=("audit", "first"),
         )
         frame = final.rename(columns={"by": "labeller"}).join(per_item, on="item_id")
         if not decided.empty:  # a decision's time is when the final label was given
@@ -925,15 +982,17 @@ def _events(label_rows: list, skip_rows: list, review_rows: list) -> pd.DataFram
 
 
 def _label_row(item_id: int, label: str, labeller: str, seconds: float | None, now: datetime,
-               priority: float | None, ranked_by: int | None) -> dict[str, Any]:
+               priority: float | None, ranked_by: int | None,
+               audit: bool = False) -> dict[str, Any]:
     return {"item_id": item_id, "label": label, "labeller": labeller, "created_at": now,
-            "seconds": seconds, "priority": priority, "ranked_by": ranked_by}
+            "seconds": seconds, "priority": priority, "ranked_by": ranked_by,
+            "audit": bool(audit)}
 
 
 def _item(row: Any) -> Item:
     proba = row.guess_proba
     return Item(row.id, row.external_id, row.text, row.meta, float(row.priority), row.ranked_by,
-                row.guess_label, None if proba is None else float(proba))
+                row.guess_label, None if proba is None else float(proba), bool(row.audit))
 
 
 def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:

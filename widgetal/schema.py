@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
 #: upgrades the previous version in place.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -55,12 +56,25 @@ items = sa.Table(
     # probability): the app shows it without loading a model; NULL until a model has ranked it
     sa.Column("guess_label", sa.String, nullable=True),
     sa.Column("guess_proba", sa.Float, nullable=True),
+    # the audit sample (see widgetal/audit.py): a uniform random key fixed at import (items
+    # with audit_key < the project's audit_share form the audit reserve, served in key order
+    # and never by priority), and whether the item was handed out as an audit item, which
+    # keeps its labels out of training for good
+    sa.Column("audit_key", sa.Float, nullable=True, default=random.random),
+    sa.Column("audit", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 # The hand-out walks this index from the top: only undone items, best first.
 sa.Index(
     "widgetal_items_queue_order",
     items.c.priority.desc(),
     items.c.id,
+    sqlite_where=items.c.done_at.is_(None),
+    postgresql_where=items.c.done_at.is_(None),
+)
+# An audit pop walks this index from the smallest key: only undone items.
+sa.Index(
+    "widgetal_items_audit_order",
+    items.c.audit_key,
     sqlite_where=items.c.done_at.is_(None),
     postgresql_where=items.c.done_at.is_(None),
 )
@@ -86,6 +100,8 @@ labels = sa.Table(
     # provenance: the run that ranked the item and its priority when it was served
     sa.Column("ranked_by", sa.Integer, nullable=True),
     sa.Column("priority", sa.Float, nullable=True),
+    # the item was served as an audit item: this label tests models and never trains them
+    sa.Column("audit", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 sa.Index("widgetal_labels_item", labels.c.item_id)
 sa.Index("widgetal_labels_labeller", labels.c.labeller, labels.c.id)
@@ -227,7 +243,7 @@ alembic_version = sa.Table(
 )
 
 #: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
-_REVISIONS = {1: "0001", 2: "0002"}
+_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.

@@ -56,9 +56,10 @@ insert_items = items.insert().returning(_i.id, _i.external_id)
 
 # PostgreSQL: the same, as parallel arrays unnested into one INSERT. psycopg parses a long
 # multi-row VALUES list far more slowly than it sends a few arrays (5k vs 40k+ rows/s).
+# random() draws each item's audit key (in [0, 1), as schema's Python default does).
 insert_items_postgresql = sa.text(
-    "INSERT INTO widgetal_items (external_id, text, meta, created_at, done_at) "
-    "SELECT r.e, r.t, CAST(r.m AS json), :now, r.d "
+    "INSERT INTO widgetal_items (external_id, text, meta, created_at, done_at, audit_key) "
+    "SELECT r.e, r.t, CAST(r.m AS json), :now, r.d, random() "
     "FROM unnest(CAST(:external_ids AS text[]), CAST(:texts AS text[]), "
     "CAST(:metas AS text[]), CAST(:done_ats AS timestamptz[])) AS r(e, t, m, d) "
     "RETURNING id, external_id"
@@ -71,7 +72,7 @@ analyze_items_postgresql = sa.text("ANALYZE widgetal_items")
 
 # What a labeller is handed with a text: its place in the queue and the published guess.
 _item_columns = (_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by,
-                 _i.guess_label, _i.guess_proba)
+                 _i.guess_label, _i.guess_proba, _i.audit)
 
 # The texts of some items (the widget shows one; the orchestrator featurizes many).
 read_items = sa.select(*_item_columns).where(_i.id.in_(sa.bindparam("item_ids", expanding=True)))
@@ -103,28 +104,46 @@ _not_labelled_by_labeller = ~sa.exists().where(
 )
 
 
-def _next_free_item(skip_locked: bool) -> sa.Select:
+# The audit reserve (see widgetal/audit.py): items whose fixed random key is below the share.
+# The priority hand-out never serves them (a NULL key, which no insert leaves, counts as
+# outside), so the reserve stays a uniform sample that active learning never picked from;
+# an audit pop serves the reserve in key order, so its labelled part is one too.
+_audit_share = sa.bindparam("audit_share")
+_in_audit_reserve = _i.audit_key < _audit_share
+_outside_audit_reserve = sa.func.coalesce(_i.audit_key, 1.0) >= _audit_share
+
+
+def _queue_order(audit: bool) -> tuple:
+    if audit:
+        return _in_audit_reserve, (_i.audit_key, _i.id)
+    return _outside_audit_reserve, (_i.priority.desc(), _i.id)
+
+
+def _next_free_item(skip_locked: bool, audit: bool = False) -> sa.Select:
+    reserve, order = _queue_order(audit)
     return (
         sa.select(_i.id)
         .where(
-            _i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller,
+            _i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller, reserve,
             # only an item a reviewer sent back can hold this labeller's label: the OR keeps
             # the probe off the path of every other item (an anti-join over all of the
             # labeller's labels made each pop grow with their count)
             sa.or_(_i.extra_labels == 0, _not_labelled_by_labeller),
         )
-        .order_by(_i.priority.desc(), _i.id)
+        .order_by(*order)
         .limit(1)
         .with_for_update(skip_locked=skip_locked)
     )
 
 
-def _lease(subquery: sa.Select) -> sa.Update:
+def _lease(subquery: sa.Select, audit: bool = False) -> sa.Update:
+    # An audit hand-out marks the item for good; a priority one leaves the mark as it is.
+    marks = {"audit": True} if audit else {}
     return (
         items.update()
         .where(_i.id == subquery.scalar_subquery())
         .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
-                served_priority=_i.priority, served_ranked_by=_i.ranked_by)
+                served_priority=_i.priority, served_ranked_by=_i.ranked_by, **marks)
         .returning(*_item_columns)
     )
 
@@ -138,6 +157,12 @@ lease_next_item = _lease(_next_free_item(skip_locked=True))
 # found nothing, which on PostgreSQL can mean "all candidates are locked by a reorder in
 # flight" rather than "queue empty"; waiting gives the right answer once it commits.
 lease_next_item_waiting = _lease(_next_free_item(skip_locked=False))
+
+# The audit draw: the free reserve item of smallest key, leased and marked audit, with the
+# same locking as the priority hand-out.
+lease_next_audit_item = _lease(_next_free_item(skip_locked=True, audit=True), audit=True)
+lease_next_audit_item_waiting = _lease(_next_free_item(skip_locked=False, audit=True),
+                                       audit=True)
 
 # PostgreSQL: a lease need not survive a server crash (the item would simply be free again), so
 # a pop does not wait for its commit to reach disk. Labels never use this: they are durable.
@@ -204,7 +229,7 @@ mark_item_done = (
         _overlap_is_one,  # the caller's idea of K may be seconds old; the database's is not
     )
     .values(done_at=_now, leased_by=None, lease_expires_at=None)
-    .returning(_i.id, _i.served_priority, _i.served_ranked_by, _i.leased_by)
+    .returning(_i.id, _i.served_priority, _i.served_ranked_by, _i.leased_by, _i.audit)
 )
 
 # Does the item exist at all (to tell "unknown item" from "already labelled").
@@ -218,7 +243,7 @@ item_exists = sa.select(_i.id, _i.done_at).where(_i.id == sa.bindparam("item_id"
 # already serialises writers, so the clause is dropped there.
 lock_item = (
     sa.select(_i.id, _i.done_at, _i.extra_labels, _i.needs_review, _i.served_priority,
-              _i.served_ranked_by)
+              _i.served_ranked_by, _i.audit)
     .where(_i.id == sa.bindparam("item_id"))
     .with_for_update()
 )
@@ -268,16 +293,18 @@ _others_live_leases = (
 )
 
 
-def _next_open_slot(skip_locked: bool) -> sa.Select:
+def _next_open_slot(skip_locked: bool, audit: bool = False) -> sa.Select:
+    reserve, order = _queue_order(audit)
     return (
         sa.select(_i.id)
         .where(
             _i.done_at.is_(None),
+            reserve,
             _not_skipped_by_labeller,
             _not_labelled_by_labeller,
             _active_labels + _others_live_leases < sa.bindparam("overlap") + _i.extra_labels,
         )
-        .order_by(_i.priority.desc(), _i.id)
+        .order_by(*order)
         .limit(1)
         .with_for_update(skip_locked=skip_locked)
     )
@@ -287,6 +314,12 @@ def _next_open_slot(skip_locked: bool) -> sa.Select:
 # The row lock (SKIP LOCKED) keeps two pops from racing for one slot.
 next_open_slot = _next_open_slot(skip_locked=True)
 next_open_slot_waiting = _next_open_slot(skip_locked=False)
+
+# Overlap, the audit draw: the reserve item of smallest key with a free slot; the slot's item
+# is then marked audit (all its labels are audit labels).
+next_open_audit_slot = _next_open_slot(skip_locked=True, audit=True)
+next_open_audit_slot_waiting = _next_open_slot(skip_locked=False, audit=True)
+mark_item_audit = items.update().where(_i.id == sa.bindparam("item_id")).values(audit=True)
 
 # Take (or renew) a lease under overlap; delete first, so one statement pair works everywhere.
 delete_lease = leases.delete().where(
@@ -390,7 +423,7 @@ count_done_items = sa.select(sa.func.count()).select_from(items).where(_i.done_a
 read_done_labels = (
     sa.select(
         _i.id.label("item_id"), _i.external_id, _i.text, labels.c.label, labels.c.labeller,
-        labels.c.created_at, labels.c.seconds,
+        labels.c.created_at, labels.c.seconds, _i.audit,
     )
     .join(labels, labels.c.item_id == _i.id)
     .where(labels.c.undone_at.is_(None), _i.done_at.is_not(None))
