@@ -40,8 +40,10 @@ def _frame(n: int) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(n).astype(str), "text": [" ".join(r) for r in picks]})
 
 
-def _bench_import(url: str, frame: pd.DataFrame) -> Queue:
+def _bench_import(url: str, frame: pd.DataFrame, audit_share: float = 0.0) -> Queue:
     q = Queue(url, labels=["negative", "positive"], lease_seconds=600)
+    if audit_share:
+        q.configure(audit_share=audit_share)
     t = time.perf_counter()
     q.add(frame, id="id")
     elapsed = time.perf_counter() - t
@@ -173,13 +175,16 @@ def main(
     labellers: int = typer.Option(16, help="Concurrent labelling processes."),
     seconds: float = typer.Option(15, help="How long the concurrent labellers run."),
     baseline_sizes: str = typer.Option("8000,16000", help="Sizes for the superintendent baseline."),
+    audit_share: float = typer.Option(
+        0.0, help="Share of pops drawn for the audit sample (new projects: 0.05)."
+    ),
 ):
     frame = _frame(items)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         print(f"SQLite ({items:,} items)")
         url = f"sqlite:///{tmp_path / 'bench.db'}"
-        q = _bench_import(url, frame)
+        q = _bench_import(url, frame, audit_share)
         _bench_pop_submit(q)
         _bench_progress(q)
         _bench_reorder(q, items)
@@ -188,7 +193,7 @@ def main(
             print(f"PostgreSQL ({items:,} items)")
             url, admin, schema = _postgres_schema_url(postgres_url)
             try:
-                q = _bench_import(url, frame)
+                q = _bench_import(url, frame, audit_share)
                 _bench_pop_submit(q)
                 _bench_progress(q)
                 _bench_reorder(q, items)
