@@ -324,6 +324,16 @@ def status(db: str | None = DbOption):
             )
     else:
         console.print("No orchestrator run yet.")
+    _print_stop_signal(q)
+
+
+def _print_stop_signal(q: Queue) -> None:
+    """Whether more labels are unlikely to help (widgetal.stopping), with its figures."""
+    from .stopping import stop_signal
+
+    runs = q.runs(limit=20)
+    if any(r["model_file"] for r in runs):
+        console.print(f"Stop signal: {stop_signal(runs).line()}", highlight=False)
 
 
 @app.command()
@@ -657,6 +667,22 @@ def simulate(
                       f"{getattr(r, f'best_{metric}'):.3f}")
     console.print(table)
     console.print(f"Wrote {paths['curves']}, {paths['summary']} and {paths['plot']}.")
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("report.html"), help="The HTML file to write."),
+    simulation: Path | None = typer.Option(
+        None, help="A folder `widgetal simulate --out` wrote: its random and project-strategy "
+        "curves are drawn beside the live audit curve."
+    ),
+    db: str | None = DbOption,
+):
+    """One self-contained HTML page: progress, runs, the audit learning curve, the stop signal."""
+    from .report import write_report
+
+    path = write_report(open_queue(db), out, simulation=simulation)
+    console.print(f"Wrote {path}.")
 
 
 def main() -> None:
