@@ -91,22 +91,37 @@ def test_the_kappa_part_holds_where_models_have_stabilized_and_not_where_they_ha
     sqlite_url, tmp_path
 ):
     stable_q = Queue(sqlite_url, labels=["negative", "positive"])
+    stable_q.configure(audit_share=0.1)  # a tenth of what is served is the audit sample
     cycles(stable_q, separable(2000), tmp_path / "stable", first=200, step=20, runs=5)
     stable = stopping.stop_signal(stable_q.runs())
 
     few_q = Queue(f"sqlite:///{tmp_path / 'few.db'}", labels=["negative", "positive"])
+    few_q.configure(audit_share=0.1)
     cycles(few_q, generated(2000), tmp_path / "few", first=12, step=10, runs=5)
     unstable = stopping.stop_signal(few_q.runs())
 
     assert stable.kappa_stable and all(k >= 0.99 for _, _, k in stable.kappas)
     assert len(stable.kappas) == stopping.WINDOW
+    # the audit score, on labels no model trained on, no longer rises beyond its interval
+    assert stable.audit_flat is True and len(stable.audits) == 2
+    latest, earlier = stable.audits
+    assert latest[2] <= earlier[4]
+    assert stable.stop and stable.line().startswith("More labels are unlikely to help")
+
     assert not unstable.kappa_stable
     assert min(k for _, _, k in unstable.kappas if k is not None) < 0.99
     assert not unstable.stop
     assert "Not yet stable" in unstable.line()
-    # no audit scores in these projects: the audit half is unknown, so no stop is claimed
-    assert stable.audit_flat is None and not stable.stop
-    assert "audit part unknown" in stable.line()
+
+
+def test_without_audit_scores_the_audit_part_is_unknown_and_no_stop_is_claimed(
+    sqlite_url, tmp_path
+):
+    q = Queue(sqlite_url, labels=["negative", "positive"])  # audit share unset: off
+    cycles(q, separable(1500), tmp_path / "models", first=200, step=20, runs=4)
+    signal = stopping.stop_signal(q.runs())
+    assert signal.kappa_stable and signal.audit_flat is None and not signal.stop
+    assert "audit part unknown" in signal.line()
 
 
 def _sidecar(model_path: str) -> dict:
@@ -116,7 +131,7 @@ def _sidecar(model_path: str) -> dict:
 def _run(run_id: int, kappa: float | None, audit: tuple | None = None) -> dict:
     metrics = {"stop_kappa": kappa}
     if audit:
-        metrics.update(audit_score=audit[0], audit_low=audit[1], audit_high=audit[2])
+        metrics.update(audit_f1_macro=audit[0], audit_ci_low=audit[1], audit_ci_high=audit[2])
     return {"id": run_id, "n_labels": 100 * run_id, "error": None, "model_file": "m.pkl",
             "metrics": metrics}
 

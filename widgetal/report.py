@@ -225,8 +225,8 @@ def _learning_plot(ax, trained: list[dict], cv_metric: str, sim: dict | None,
     runs = list(reversed(trained))
     audit = [(r.get("n_labels"), stopping.audit_of(r)) for r in runs]
     audit = [(n, a) for n, a in audit if n is not None and a is not None]
-    audit_metric = next(((r.get("metrics") or {}).get("audit_metric") for r in runs
-                         if (r.get("metrics") or {}).get("audit_metric")), None)
+    audit_metric = next((stopping.audit_metric(r) for r in runs if stopping.audit_metric(r)),
+                        None)
     said = []
     if audit:
         x = [n for n, _ in audit]

@@ -48,6 +48,9 @@ WINDOW = 3
 #: The file in the models folder that keeps the stop set's item ids.
 STOP_SET_FILE = "stop_set.json"
 
+#: The audit scores a run may carry (widgetal.audit.METRIC's values).
+_AUDIT_METRICS = ("f1_macro", "f1_micro")
+
 #: A prediction on one text: a label, or in a multi-label project the sorted labels it carries.
 Prediction = Any
 
@@ -249,13 +252,22 @@ def stop_signal(runs: Sequence[dict], threshold: float = KAPPA_THRESHOLD,
 def audit_of(run: dict) -> tuple[float, float | None, float | None] | None:
     """A run's audit score and its interval (score, low, high), or None if it has none.
 
-    Reads the run's metrics as :mod:`widgetal.audit` records them.
+    Reads the run's metrics as :func:`widgetal.audit.evaluate` records them (here without
+    numpy, which the labelling app's kernel does not load).
     """
     metrics = run.get("metrics") or {}
-    score = _number(metrics.get("audit_score"))
-    if score is None:
+    name = audit_metric(run)
+    if name is None:
         return None
-    return score, _number(metrics.get("audit_low")), _number(metrics.get("audit_high"))
+    return (float(metrics[f"audit_{name}"]), _number(metrics.get("audit_ci_low")),
+            _number(metrics.get("audit_ci_high")))
+
+
+def audit_metric(run: dict) -> str | None:
+    """The metric of a run's audit score (``f1_macro``, or ``f1_micro`` multi-label)."""
+    metrics = run.get("metrics") or {}
+    return next((name for name in _AUDIT_METRICS
+                 if _number(metrics.get(f"audit_{name}")) is not None), None)
 
 
 def _interval(audit: tuple) -> str:
@@ -277,5 +289,6 @@ def _plain(prediction: Any) -> Prediction:
     return str(prediction)
 
 
-__all__ = ["stop_set_ids", "compare", "kappa", "stop_signal", "audit_of", "StopSignal",
-           "StopSetResult", "KAPPA_THRESHOLD", "WINDOW", "STOP_SET_SIZE", "STOP_SET_FILE"]
+__all__ = ["stop_set_ids", "compare", "kappa", "stop_signal", "audit_of", "audit_metric",
+           "StopSignal", "StopSetResult", "KAPPA_THRESHOLD", "WINDOW", "STOP_SET_SIZE",
+           "STOP_SET_FILE"]
