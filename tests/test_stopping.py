@@ -16,6 +16,7 @@ from test_orchestrator import NEGATIVE, NEUTRAL, POSITIVE, generated, label_thro
 from widgetal import Queue, stopping
 from widgetal.models import list_models, load_model
 from widgetal.orchestrator import Orchestrator
+from widgetal.widget import Labeller
 
 
 def separable(n: int, seed: int = 0) -> pd.DataFrame:
@@ -107,11 +108,16 @@ def test_the_kappa_part_holds_where_models_have_stabilized_and_not_where_they_ha
     latest, earlier = stable.audits
     assert latest[2] <= earlier[4]
     assert stable.stop and stable.line().startswith("More labels are unlikely to help")
+    # the labelling app says so under the queue line, from the runs table (no model loaded)
+    shown = Labeller(stable_q, labeller="ana")._model_line.value
+    assert "More labels are unlikely to help" in shown
+    assert f"{stable.kappas[0][2]:.3f}" in shown and f"{latest[2]:.3f}" in shown
 
     assert not unstable.kappa_stable
     assert min(k for _, _, k in unstable.kappas if k is not None) < 0.99
     assert not unstable.stop
     assert "Not yet stable" in unstable.line()
+    assert "unlikely" not in Labeller(few_q, labeller="ana")._model_line.value
 
 
 def test_without_audit_scores_the_audit_part_is_unknown_and_no_stop_is_claimed(

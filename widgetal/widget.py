@@ -28,6 +28,7 @@ from .apps import (  # noqa: F401 - dispatch_key and labeller_from_url: importab
 )
 from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, WidgetalError
 from .keys import APP_CLASS, KeyListener
+from .stopping import stop_signal
 from .toggles import NONE_OF_THESE, LabelToggles, readable, readable_stored
 
 
@@ -294,7 +295,7 @@ class Labeller(_AppLines, widgets.VBox):
         run = self._runs.get(run_id)
         score = _score_text(run.get("metrics") if run else None)
         n = f", {run['n_labels']} labels" if run and run.get("n_labels") is not None else ""
-        return _note(f"Queue ranked by model run #{run_id}{n}{score}.")
+        return _note(f"Queue ranked by model run #{run_id}{n}{score}.") + _stop_note(self._runs)
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -391,6 +392,13 @@ def _guess_html(item: Any, multi: bool = False) -> str:
     shown = readable_stored(label) if multi else str(label)
     share = f" ({proba:.0%})" if proba is not None else ""
     return _note(f"Model's guess: <b>{html.escape(shown)}</b>{share}")
+
+
+def _stop_note(runs: dict[int, dict]) -> str:
+    """The stop signal from the run records (widgetal.stopping, no model loaded), once its
+    kappa part holds: whether more labels are unlikely to help, and the figures behind it."""
+    signal = stop_signal(list(runs.values()))  # newest first, as Queue.runs gives them
+    return "<br>" + _note(html.escape(signal.line())) if signal.kappa_stable else ""
 
 
 def _score_text(metrics: Any) -> str:
