@@ -5,17 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from typer.testing import CliRunner
 
+from widgetal import Queue
 from widgetal.cli import app
 from widgetal.errors import InvalidInput, NotEnoughLabels
+from widgetal.models import load_model
+from widgetal.orchestrator import Orchestrator
 from widgetal.simulate import (
     SimulationResult,
+    default_estimator,
     labels_to_reach,
     load_labelled,
+    replay_round,
     saving_vs_random,
     simulate,
 )
+from widgetal.strategies import STRATEGIES, top_n
 
 POSITIVE = ["great", "love", "happy", "good", "fun", "nice"]
 NEGATIVE = ["awful", "hate", "sad", "bad", "boring", "ugly"]
@@ -69,25 +76,103 @@ def test_simulation_repeats_exactly_with_the_same_seed():
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_two_class_uncertainty_measures_share_one_curve():
+def _curve_of(result, name):
+    return result.runs[result.runs.strategy == name].drop(columns="strategy").reset_index(drop=True)
+
+
+def test_a_copied_two_class_curve_is_the_curve_its_strategy_computes_alone():
+    # Simulate copies least-confidence's curve to margin and entropy for two classes. Each
+    # strategy run on its own (nothing to copy from) must give that same curve.
     data = make_texts(200)
-    result = simulate(
-        data.text, data.label, strategies=["random", "least-confidence", "margin", "entropy"],
-        batch=50, start=20, repeats=1, progress=False,
-    )
-    runs = result.runs.set_index(["strategy", "n_labels"])["roc_auc"]
-    np.testing.assert_array_equal(runs["margin"], runs["least-confidence"])
-    np.testing.assert_array_equal(runs["entropy"], runs["least-confidence"])
+    kwargs = dict(batch=30, start=20, repeats=1, progress=False, max_labels=140)
+    together = simulate(data.text, data.label, strategies=["least-confidence", "margin",
+                                                           "entropy"], **kwargs)
+    for name in ("least-confidence", "margin", "entropy"):
+        alone = simulate(data.text, data.label, strategies=[name], **kwargs)
+        pd.testing.assert_frame_equal(_curve_of(alone, name), _curve_of(together, name))
 
 
-def test_more_than_two_classes_report_macro_f1_and_accuracy():
+def test_with_exploration_each_strategy_draws_its_own_batches():
+    # explorers are drawn per strategy, so no curve may be copied from a twin
+    data = make_texts(200)
+    result = simulate(data.text, data.label, strategies=["least-confidence", "margin"],
+                      batch=30, start=20, repeats=1, progress=False, max_labels=140,
+                      explore=0.5)
+    a, b = _curve_of(result, "least-confidence"), _curve_of(result, "margin")
+    assert a.n_labels.tolist() == b.n_labels.tolist()
+    assert not np.allclose(a.roc_auc, b.roc_auc)
+
+
+@pytest.mark.parametrize(
+    "strategy,explore",
+    [(name, 0.0) for name in sorted(STRATEGIES)] + [("entropy", 0.3), ("committee", 0.2)],
+)
+def test_a_simulated_round_ranks_the_pool_as_the_orchestrator_cycle_does(
+    sqlite_url, tmp_path, strategy, explore
+):
+    # The same 60 labels in a real SQLite queue and in a simulation's pool: the orchestrator's
+    # cycle and simulate's round must order the other 100 texts identically, with the same
+    # default model, strategy, exploration and seed.
+    data = make_texts(160, seed=3)
+    data["text"] = [f"{t} t{i}" for i, t in enumerate(data.text)]  # no two texts alike
+    labelled = np.arange(len(data)) < 60
+    q = Queue(sqlite_url, labels=["neg", "pos"])
+    q.add(data.assign(label=data.label.where(labelled, None)), label="label")
+    run = Orchestrator(q, models_dir=tmp_path / "models", strategy=strategy, explore=explore,
+                       random_state=7).run_once()
+    assert run.status == "trained", run.reason
+    queue_order = q.undone()["item_id"].tolist()  # served first to last
+    # item ids by position: the rows were imported in order
+    ids = np.sort(np.concatenate([q.labelled()["item_id"], q.undone()["item_id"]]))
+
+    # simulate's side: the orchestrator's features (its fitted vectorizer), simulate's model
+    vectorizer = load_model(run.model_file).named_steps["features"]
+    X = vectorizer.transform(data.text.tolist())
+    y = data.label.to_numpy(dtype=object)
+    model = clone(default_estimator()).fit(X[labelled], y[labelled])
+    left, scores = replay_round(strategy, model, X, y, labelled, explore=explore,
+                                rng=np.random.default_rng([7, run.run_id]))
+    simulated_order = ids[left][np.lexsort((ids[left], -scores))].tolist()
+    assert simulated_order == queue_order
+    # the guesses the app shows come from the same model: same probabilities
+    guesses = {i.item_id: i.guess_proba for i in q.items(queue_order)}
+    np.testing.assert_allclose([guesses[i] for i in ids[left]],
+                               model.predict_proba(X[left]).max(axis=1), rtol=1e-6)
+
+
+def test_changing_the_strategy_changes_the_items_a_round_picks():
+    data = make_texts(300, seed=1)
+    from widgetal.features import make_featurizer
+
+    X = make_featurizer("tfidf").fit_transform(data.text.tolist())
+    y = data.label.to_numpy(dtype=object)
+    labelled = np.arange(300) < 40
+    model = clone(default_estimator()).fit(X[labelled], y[labelled])
+    picks = {}
+    for name in ("random", "entropy", "density", "committee"):
+        left, scores = replay_round(name, model, X, y, labelled, rng=np.random.default_rng(0))
+        picks[name] = frozenset(left[top_n(scores, 20)].tolist())
+    assert len(set(picks.values())) == 4  # four strategies, four different batches
+    # entropy asks about the texts the model is least sure of; random does not prefer them
+    p = model.predict_proba(X)
+    unsure = lambda rows: np.mean(1 - p[list(rows)].max(axis=1))  # noqa: E731
+    assert unsure(picks["entropy"]) > unsure(picks["random"])
+    # an exploration share swaps part of entropy's batch for random texts
+    left, mixed = replay_round("entropy", model, X, y, labelled, rng=np.random.default_rng(0),
+                               explore=0.5)
+    explored = frozenset(left[top_n(mixed, 20)].tolist())
+    assert 0 < len(explored & picks["entropy"]) < 20
+
+
+def test_more_than_two_classes_report_macro_f1_and_every_other_score():
     data = make_texts(240, classes=3)
     result = simulate(
         data.text, data.label, strategies=["random", "margin"], batch=60, start=30,
         repeats=1, progress=False,
     )
-    assert result.metric == "macro_f1"
-    assert {"macro_f1_mean", "accuracy_mean"} <= set(result.curves.columns)
+    assert result.metric == "f1_macro"  # the orchestrator's name for it
+    assert {"f1_macro_mean", "accuracy_mean", "roc_auc_mean",
+            "average_precision_mean"} <= set(result.curves.columns)
 
 
 def test_the_seed_set_holds_every_class_even_when_one_is_rare():

@@ -8,7 +8,8 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from widgetal.errors import EmptyPool, NotEnoughLabels, WidgetalError
-from widgetal.models import multilabel_classifier
+from widgetal.models import committee_proba, multilabel_classifier
+from widgetal.ranking import rank_pool
 from widgetal.strategies import (
     MULTILABEL_STRATEGIES,
     STRATEGIES,
@@ -18,9 +19,8 @@ from widgetal.strategies import (
     margin,
     mix_random,
     multilabel_scores,
+    pool_scores,
     random_scores,
-    rank_pool,
-    score_pool,
     top_n,
     vote_entropy,
 )
@@ -72,7 +72,9 @@ def test_an_empty_pool_raises_a_named_widgetal_error():
         entropy(np.empty((0, 2)))
     assert issubclass(EmptyPool, WidgetalError)
     with pytest.raises(EmptyPool):
-        score_pool("entropy", None, np.empty((0, 3)))
+        pool_scores("entropy", np.empty((0, 3)))
+    with pytest.raises(EmptyPool):
+        rank_pool("entropy", None, np.empty((0, 3)), rng=np.random.default_rng(0))
 
 
 def test_random_scores_repeat_with_the_same_seed_and_need_a_generator():
@@ -153,36 +155,74 @@ def test_top_n_returns_the_best_first():
     assert top_n(np.array([0.2, 0.9]), 5).tolist() == [1, 0]
 
 
-def test_every_named_strategy_scores_a_pool_through_an_estimator():
+def _pool():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 5))
     y = (X[:, 0] + 0.3 * rng.normal(size=120) > 0).astype(int)
-    model = LogisticRegression().fit(X[:40], y[:40])
+    return X, y, LogisticRegression().fit(X[:40], y[:40])
+
+
+def test_every_named_strategy_ranks_a_pool_through_a_fitted_model():
+    X, y, model = _pool()
     assert set(STRATEGIES) == {
         "least-confidence", "margin", "entropy", "random", "committee", "density"
     }
     for name in STRATEGIES:
-        scores = score_pool(
+        proba, scores = rank_pool(
             name, model, X[40:], X_labelled=X[:40], y_labelled=y[:40],
             rng=np.random.default_rng(1), embeddings=np.abs(X[40:]),
         )
         assert scores.shape == (80,) and np.isfinite(scores).all(), name
+        np.testing.assert_allclose(proba, model.predict_proba(X[40:]))
     # Uncertainty puts the items nearest the boundary (x0 ≈ 0) first.
-    order = np.argsort(-score_pool("margin", model, X[40:]))
+    _, scores = rank_pool("margin", model, X[40:], rng=np.random.default_rng(1))
+    order = np.argsort(-scores)
     assert np.abs(X[40:][order[:10], 0]).mean() < np.abs(X[40:][order[-10:], 0]).mean()
+
+
+def test_pool_scores_is_the_measure_of_the_probabilities_it_is_given():
+    # pure: the same array in, the named measure's values out; no model involved
+    for name, measure in [("least-confidence", least_confidence), ("margin", margin),
+                          ("entropy", entropy)]:
+        np.testing.assert_allclose(pool_scores(name, PROBA), measure(PROBA))
+    emb = np.abs(np.random.default_rng(0).normal(size=(4, 3)))
+    np.testing.assert_allclose(pool_scores("density", PROBA, embeddings=emb),
+                               density_weighted(entropy(PROBA), emb))
+    members = np.stack([PROBA, PROBA[::-1]])
+    np.testing.assert_allclose(pool_scores("committee", PROBA, committee=members),
+                               vote_entropy(members))
+    with pytest.raises(ValueError, match="committee"):
+        pool_scores("committee", PROBA)
+    with pytest.raises(ValueError, match="embeddings"):
+        pool_scores("density", PROBA)
+
+
+def test_the_committee_ranks_by_the_vote_entropy_of_members_fitted_on_bootstraps():
+    X, y, model = _pool()
+    members = committee_proba(model, X[40:], X[:40], y[:40], np.random.default_rng(3), 5)
+    assert members.shape == (5, 80, 2)
+    # bootstraps differ, so the members do; each still saw both classes
+    assert not np.allclose(members[0], members[1])
+    _, scores = rank_pool("committee", model, X[40:], X_labelled=X[:40], y_labelled=y[:40],
+                          rng=np.random.default_rng(3))
+    np.testing.assert_allclose(scores, vote_entropy(members))
 
 
 def test_committee_needs_two_labelled_classes_and_a_labelled_set():
     X = np.random.default_rng(0).normal(size=(20, 2))
+    model = LogisticRegression().fit(X, np.arange(20) % 2)
+    rng = np.random.default_rng(0)
     with pytest.raises(NotEnoughLabels):
-        score_pool("committee", LogisticRegression(), X, X_labelled=X, y_labelled=np.zeros(20))
+        rank_pool("committee", model, X, rng=rng, X_labelled=X, y_labelled=np.zeros(20))
     with pytest.raises(ValueError):
-        score_pool("committee", LogisticRegression(), X)
+        rank_pool("committee", model, X, rng=rng)
 
 
 def test_unknown_strategy_names_the_known_ones():
     with pytest.raises(ValueError, match="least-confidence"):
-        score_pool("uncertainty", None, np.ones((3, 2)))
+        pool_scores("uncertainty", np.ones((3, 2)) / 2)
+    with pytest.raises(ValueError, match="least-confidence"):
+        rank_pool("uncertainty", None, np.ones((3, 2)), rng=np.random.default_rng(0))
 
 
 # -- multi-label: per-label probabilities (n x labels), rows need not sum to 1 -----------------
@@ -262,8 +302,8 @@ def _multilabel_pool():
 @pytest.mark.parametrize("name", MULTILABEL_STRATEGIES)
 def test_every_multilabel_strategy_scores_a_one_vs_rest_pool(name):
     X_pool, model = _multilabel_pool()
-    scores = score_pool(name, model, X_pool, rng=np.random.default_rng(1), multi_label=True,
-                        aggregate="max", embeddings=np.abs(X_pool))
+    _, scores = rank_pool(name, model, X_pool, rng=np.random.default_rng(1), multi_label=True,
+                          aggregate="max", embeddings=np.abs(X_pool))
     assert scores.shape == (100,) and np.isfinite(scores).all()
 
 
@@ -271,17 +311,22 @@ def test_multilabel_score_pool_ranks_by_the_aggregate_of_the_models_label_probab
     X_pool, model = _multilabel_pool()
     p = model.predict_proba(X_pool)
     by_hand = np.maximum(-(p * np.log(p) + (1 - p) * np.log(1 - p)), 0).mean(axis=1)
+    rng = np.random.default_rng(0)
     np.testing.assert_allclose(
-        score_pool("entropy", model, X_pool, multi_label=True, aggregate="mean"), by_hand)
+        rank_pool("entropy", model, X_pool, rng=rng, multi_label=True, aggregate="mean")[1],
+        by_hand)
     # density multiplies the same aggregate by each item's typicality
-    density = score_pool("density", model, X_pool, multi_label=True, aggregate="mean")
+    _, density = rank_pool("density", model, X_pool, rng=rng, multi_label=True,
+                           aggregate="mean")
     np.testing.assert_allclose(density, density_weighted(by_hand, X_pool))
 
 
 def test_committee_is_refused_in_a_multi_label_project_with_the_names_that_work():
     X_pool, model = _multilabel_pool()
     with pytest.raises(ValueError, match="multi-label.*entropy"):
-        score_pool("committee", model, X_pool, multi_label=True)
+        rank_pool("committee", model, X_pool, rng=np.random.default_rng(0), multi_label=True)
+    with pytest.raises(ValueError, match="multi-label.*entropy"):
+        pool_scores("committee", model.predict_proba(X_pool), multi_label=True)
 
 
 def test_rank_pool_returns_the_models_probabilities_and_mixes_exploration_in():
@@ -294,3 +339,27 @@ def test_rank_pool_returns_the_models_probabilities_and_mixes_exploration_in():
                          multi_label=True, explore=0.5)
     # half of the top ten are now random draws, not the ten most uncertain items
     assert set(top_n(mixed, 10)) != set(top_n(scores, 10))
+
+
+def test_two_class_measures_pick_the_same_batches_from_a_real_models_probabilities():
+    # Why simulate may copy one two-class curve to the others: on a fitted model's output the
+    # three measures order the pool alike (a wrong measure would break this).
+    X, _, model = _pool()
+    proba = model.predict_proba(X[40:])
+    orders = {name: np.argsort(-pool_scores(name, proba), kind="stable").tolist()
+              for name in ("least-confidence", "margin", "entropy")}
+    assert orders["margin"] == orders["least-confidence"] == orders["entropy"]
+    # ... which is not so with three classes
+    three = np.array([[0.5, 0.25, 0.25], [0.5, 0.45, 0.05], [0.45, 0.45, 0.10]])
+    assert (np.argsort(-pool_scores("margin", three)).tolist()
+            != np.argsort(-pool_scores("least-confidence", three)).tolist())
+
+
+def test_strategies_module_fits_nothing():
+    # the pure layer: no estimator cloning or fitting lives here (models.committee_proba does)
+    import inspect
+
+    import widgetal.strategies as strategies
+
+    source = inspect.getsource(strategies)
+    assert "clone(" not in source and ".fit(" not in source and "predict_proba(" not in source

@@ -48,6 +48,7 @@ COLUMNS = [
     "accuracy",
     "f1_macro",
     "roc_auc",
+    "average_precision",
     "f1_micro",
     "subset_accuracy",
     "multi_label",
@@ -56,6 +57,7 @@ COLUMNS = [
     "label_counts",
     "labels",
     "run_id",
+    "metric",
     "path",
 ]
 
@@ -156,6 +158,7 @@ def list_models(models_dir: str | os.PathLike = "models") -> pd.DataFrame:
                 "accuracy": metrics.get("accuracy"),
                 "f1_macro": metrics.get("f1_macro"),
                 "roc_auc": metrics.get("roc_auc"),
+                "average_precision": metrics.get("average_precision"),
                 "f1_micro": metrics.get("f1_micro"),
                 "subset_accuracy": metrics.get("subset_accuracy"),
                 "multi_label": bool(meta.get("multi_label", False)),
@@ -164,6 +167,7 @@ def list_models(models_dir: str | os.PathLike = "models") -> pd.DataFrame:
                 "label_counts": meta.get("label_counts"),
                 "labels": meta.get("labels"),
                 "run_id": meta.get("run_id"),
+                "metric": named_metric(model.name),
                 "path": str(model),
             }
         )
@@ -286,6 +290,67 @@ def multilabel_metrics(
     return metrics, per_label
 
 
+def default_estimator() -> Any:
+    """The classifier the orchestrator trains and ``simulate`` replays when none is given.
+
+    L2 logistic regression with C = 1. One definition for both, so a simulation's curves are
+    the ones users will see. newton-cg reaches the same optimum as lbfgs 5-10x faster on
+    sparse TF-IDF, which matters when a simulation fits a model hundreds of times.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=1000, solver="newton-cg")
+
+
+def committee_proba(
+    estimator: Any,
+    X_pool: Any,
+    X_labelled: Any,
+    y_labelled: Any,
+    rng: np.random.Generator,
+    n_members: int = 5,
+) -> np.ndarray:
+    """Probabilities of a committee for the pool: the input of ``strategies.vote_entropy``.
+
+    Each member is a clone of ``estimator`` fitted on a stratified bootstrap of the labelled
+    set (each class resampled within itself, so no member misses a class and every member's
+    ``predict_proba`` has the same columns); bagging as in Abe & Mamitsuka (1998).
+
+    Returns
+    -------
+    ndarray of shape (n_members, n_pool, n_classes)
+
+    Raises
+    ------
+    ValueError
+        No labelled set, or ``n_members < 1``.
+    NotEnoughLabels
+        Fewer than two labelled classes.
+    """
+    from sklearn.base import clone
+
+    from .errors import NotEnoughLabels
+
+    if X_labelled is None or y_labelled is None:
+        raise ValueError("The committee strategy needs X_labelled and y_labelled to fit members.")
+    if n_members < 1:
+        raise ValueError(f"n_members must be >= 1, got {n_members}")
+    y = np.asarray(y_labelled)
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise NotEnoughLabels(
+            f"A committee needs at least two labelled classes, got {classes.tolist()}; "
+            "label a few items of another class first."
+        )
+    by_class = [np.flatnonzero(y == c) for c in classes]
+    members = []
+    for _ in range(n_members):
+        idx = np.concatenate([rng.choice(rows, size=rows.size, replace=True) for rows in by_class])
+        member = clone(estimator).fit(_take(X_labelled, idx), y[idx])
+        members.append(member.predict_proba(X_pool))
+    return np.stack(members)
+
+
 def library_versions() -> dict[str, str]:
     """Versions that decide whether a pickle loads elsewhere."""
     versions = {"python": platform.python_version()}
@@ -360,6 +425,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _take(X: Any, idx: np.ndarray) -> Any:
+    if hasattr(X, "iloc"):
+        return X.iloc[idx]
+    if isinstance(X, list):
+        return [X[i] for i in idx]
+    return X[idx]
+
+
+def named_metric(file_name: str) -> str | None:
+    """The metric a model file is named by: ``<time>_<metric>-<score>[-n].pkl``.
+
+    Examples
+    --------
+    >>> named_metric("20260101T000000Z_average_precision-0.7120-2.pkl")
+    'average_precision'
+    """
+    _, _, rest = file_name.partition("_")
+    return rest.split("-", 1)[0] or None
+
+
 def _finite(value: Any) -> bool:
     try:
         return value is not None and bool(np.isfinite(float(value)))
@@ -392,6 +477,9 @@ __all__ = [
     "library_versions",
     "multilabel_classifier",
     "multilabel_metrics",
+    "default_estimator",
+    "committee_proba",
+    "named_metric",
     "NoModelYet",
     "MULTILABEL_NAME_METRIC",
     "COLUMNS",

@@ -6,11 +6,19 @@ random seed set (every class in it), and then, round after round, trains, scores
 "labels" the next batch by revealing the known labels, and records the test score. Features are
 computed once and shared by every strategy and repeat; only the classifier is refitted.
 
-Ranking goes through :func:`widgetal.strategies.rank_pool`, the orchestrator's own ranking step.
-A multi-label file (``multi_label=True``: each label cell a set of labels) is replayed the same
-way with the orchestrator's one-vs-rest model (:func:`widgetal.models.multilabel_classifier`),
+Each round fits the orchestrator's default model (:func:`widgetal.models.default_estimator`)
+on the labels so far and ranks the rest with :func:`replay_round`, that is with
+:func:`widgetal.ranking.rank_pool`, the orchestrator's own ranking step, with the same strategy,
+exploration share and committee. Given the same features, labels and seed it picks what the
+orchestrator's cycle would put first. (The features differ in one way: TF-IDF is fitted once on
+the pool's texts here, by the orchestrator on the labelled texts of each cycle.) The learning
+curve is drawn in ``metric`` (:data:`widgetal.metrics.METRICS`); every score is kept in
+``runs``.
+
+A multi-label file (``multi_label=True``: each label cell a set of labels) is replayed the
+same way with the orchestrator's one-vs-rest model (:func:`widgetal.models.multilabel_classifier`),
 its per-label uncertainty (``aggregate``) and its scores
-(:func:`widgetal.models.multilabel_metrics`), with micro-F1 as the headline.
+(:func:`widgetal.models.multilabel_metrics`), with micro-F1 as the default headline.
 """
 
 from __future__ import annotations
@@ -25,14 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from . import labelsets
 from .errors import InvalidInput, NotEnoughLabels
 from .io import read_table
-from .models import multilabel_classifier, multilabel_metrics
-from .strategies import AGGREGATES, STRATEGIES, check_strategy, rank_pool, top_n
+from .metrics import NAMES, check_metric, classification_scores, positive_class
+from .models import default_estimator, multilabel_classifier, multilabel_metrics
+from .ranking import rank_pool
+from .strategies import AGGREGATES, STRATEGIES, check_strategy, top_n
 
 #: What ``widgetal simulate`` compares when no ``--strategies`` are given.
 DEFAULT_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "committee", "density")
@@ -46,18 +54,6 @@ _SAME_FOR_LABEL_SETS = {"least-confidence", "margin"}
 #: The share of the full-data score a strategy must reach; "labels to 99%" in the table.
 TARGET_SHARE = 0.99
 
-
-def default_estimator() -> LogisticRegression:
-    """The classifier a simulation trains when none is given: the orchestrator's default model.
-
-    L2 logistic regression with C=1, as the orchestrator trains, so the simulated curves are the
-    ones users will see. Only the solver differs: newton-cg reaches the same optimum 5-10x
-    faster than lbfgs on sparse TF-IDF, which matters when a simulation fits a model hundreds
-    of times.
-    """
-    return LogisticRegression(max_iter=1000, solver="newton-cg")
-
-
 @dataclass
 class SimulationResult:
     """Learning curves of one simulation, and the arithmetic the summary table shows.
@@ -68,8 +64,8 @@ class SimulationResult:
         One row per (strategy, repeat, round): ``strategy, repeat, n_labels`` and one column per
         metric.
     metric : str
-        The headline metric: ``roc_auc`` for two classes, ``macro_f1`` for more, ``f1_micro``
-        for a multi-label file.
+        The headline metric: ``metric`` as asked, else ``roc_auc`` for two classes,
+        ``f1_macro`` for more, ``f1_micro`` for a multi-label file.
     full_score : float
         The headline metric of the estimator trained on the whole pool.
     settings : dict
@@ -160,6 +156,7 @@ def simulate(
     label_set: Sequence[str] | None = None,
     label_sep: str | None = None,
     aggregate: str = "mean",
+    metric: str | None = None,
 ) -> SimulationResult:
     """Simulate active learning on labelled texts and return the learning curves.
 
@@ -176,7 +173,8 @@ def simulate(
         A :func:`widgetal.features.make_featurizer` spec, computed once for all rows: TF-IDF is
         fitted on the pool texts (never the test texts), transformer embeddings are stateless.
     estimator : sklearn classifier, optional
-        Cloned every round; default :func:`default_estimator`.
+        Cloned every round; default :func:`widgetal.models.default_estimator`, the
+        orchestrator's.
     batch, start : int
         Labels per round, and the size of the random seed set (which holds every class).
     test_frac : float
@@ -192,7 +190,8 @@ def simulate(
         Stop each curve after this many labels (quick looks; the table may then say "not
         reached").
     explore : float
-        Share of each batch drawn at random by non-random strategies (see ``mix_random``).
+        Share of each batch drawn at random by non-random strategies (see ``mix_random``), as
+        the orchestrator's ``explore``.
     n_members : int
         Committee size for ``"committee"``.
     features : array or sparse matrix, optional
@@ -211,6 +210,12 @@ def simulate(
         Multi-label: the separator of cells such as ``billing|urgent``.
     aggregate : {"mean", "max"}
         Multi-label: how per-label uncertainties combine (as the orchestrator's ``aggregate``).
+    metric : str, optional
+        The score of the learning curves, the full-data target and the savings: one of
+        :data:`widgetal.metrics.METRICS` (``average_precision``: of the pool's rarer class
+        with two classes, the mean over classes otherwise), or for a multi-label file of
+        :data:`widgetal.metrics.MULTILABEL_METRICS`. Default ``roc_auc`` for two classes,
+        ``f1_macro`` for more, ``f1_micro`` multi-label.
 
     Returns
     -------
@@ -219,7 +224,7 @@ def simulate(
     Raises
     ------
     InvalidInput
-        Lengths differ, unknown strategy, or bad sizes.
+        Lengths differ, unknown strategy or metric, or bad sizes.
     NotEnoughLabels
         Fewer than two classes, a class too rare to appear in both splits, or a seed set
         smaller than the number of classes (multi-label: no label both carried and not carried
@@ -246,6 +251,11 @@ def simulate(
             raise InvalidInput(str(exc)) from None
     if aggregate not in AGGREGATES:
         raise InvalidInput(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}.")
+    if metric is not None:
+        try:
+            check_metric(metric, multi_label)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
     if batch < 1 or start < 1 or not 0 < test_frac < 1 or repeats < 1 or not 0 <= explore <= 1:
         raise InvalidInput(
             "Need --batch >= 1, --start >= 1, 0 < --test-frac < 1, --repeats >= 1 and "
@@ -282,28 +292,33 @@ def simulate(
     X = features if features is not None else _featurize(featurizer, texts, pool)
     X_pool, X_test, y_pool, y_test = X[pool], X[test], y[pool], y[test]
     estimator = default_estimator() if estimator is None else estimator
+    positive = None
     if multi_label:
         estimator = multilabel_classifier(estimator)
-        metric = "f1_micro"
+        metric = metric or "f1_micro"
         _seed_set_multilabel(y_pool, start, np.random.default_rng([seed, 0]))  # fails early
     else:
-        metric = "roc_auc" if classes.size == 2 else "macro_f1"
+        metric = metric or ("roc_auc" if classes.size == 2 else "f1_macro")
+        if classes.size == 2:  # the class average precision ranks, as the orchestrator's
+            positive = positive_class(y_pool)
     label_names = list(classes) if multi_label else None
     full = clone(estimator).fit(X_pool, y_pool)
-    full_score = _score(full, X_test, y_test, label_names)[metric]
+    full_score = _score(full, X_test, y_test, label_names, positive)[metric]
 
     limit = len(pool) if max_labels is None else min(len(pool), max_labels)
     rounds = 1 + int(np.ceil(max(limit - min(start, limit), 0) / batch))
     bar = _bar(len(strategies) * repeats * rounds, progress)
     rows = []
     two_classes = not multi_label and classes.size == 2
+    # Twins rank identically only without exploration: each strategy draws its own explorers.
+    same = set() if explore > 0 else (
+        _SAME_FOR_LABEL_SETS if multi_label else _SAME_FOR_TWO if two_classes else set())
     for repeat in range(repeats):
         repeat_rng = np.random.default_rng([seed, repeat])
         seed_set = (_seed_set_multilabel(y_pool, start, repeat_rng) if multi_label
                     else _seed_set(y_pool, start, repeat_rng))
         done: dict[str, list[dict]] = {}
         for name in strategies:
-            same = _SAME_FOR_LABEL_SETS if multi_label else _SAME_FOR_TWO if two_classes else set()
             twin = next((t for t in done if {t, name} <= same), None)
             if twin is not None:
                 # For two classes these measures are monotone in the same min(p) (for label
@@ -316,7 +331,7 @@ def simulate(
             done[name] = []
             for n_labels, scores in _curve(
                 name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
-                rng, explore, n_members, label_names, aggregate,
+                rng, explore, n_members, label_names, aggregate, positive,
             ):
                 done[name].append(
                     {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
@@ -328,7 +343,10 @@ def simulate(
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
         "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
         "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
+        "metric": metric,
     }
+    if positive is not None:
+        settings["positive_class"] = positive
     if multi_label:
         settings.update(multi_label=True, aggregate=aggregate, untrained_labels=untrained)
     return SimulationResult(pd.DataFrame(rows), metric, float(full_score), settings)
@@ -450,8 +468,7 @@ def plot_curves(result: SimulationResult, path: str | Path) -> Path:
     ax.annotate(f" {TARGET_SHARE:.0%} of full-data score", (ax.get_xlim()[0], target),
                 ha="left", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("labels")
-    ax.set_ylabel({"roc_auc": "ROC AUC (test)", "macro_f1": "macro-F1 (test)",
-                   "f1_micro": "micro-F1 (test)"}[result.metric])
+    ax.set_ylabel(f"{NAMES.get(result.metric, result.metric)} (test)")
     featurizer = result.settings.get("featurizer", "")
     ax.set_title(f"Active learning vs random ({featurizer}, batches of "
                  f"{result.settings.get('batch')})", fontsize=10)
@@ -462,8 +479,54 @@ def plot_curves(result: SimulationResult, path: str | Path) -> Path:
     return Path(path)
 
 
+def replay_round(
+    name: str,
+    model: Any,
+    X_pool: Any,
+    y_pool: np.ndarray,
+    labelled: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    explore: float = 0.0,
+    n_members: int = 5,
+    multi_label: bool = False,
+    aggregate: str = "mean",
+) -> tuple[np.ndarray, np.ndarray]:
+    """One simulated cycle's ranking: what the orchestrator would put first, given its model.
+
+    Parameters
+    ----------
+    name : str
+        The strategy.
+    model : fitted classifier
+        Trained on the rows of ``X_pool`` marked ``labelled`` (in their order), as the
+        orchestrator trains on every final label.
+    X_pool, y_pool
+        Every pool row's features and known label (``y_pool`` of the labelled rows only is
+        read: the committee's members learn from them).
+    labelled : ndarray of bool, shape (n_pool,)
+    rng, explore, n_members, multi_label, aggregate
+        As for :func:`widgetal.ranking.rank_pool`.
+
+    Returns
+    -------
+    left : ndarray of int
+        The unlabelled pool positions, in position order.
+    scores : ndarray of float
+        Their scores, higher = ask sooner; ``left[top_n(scores, batch)]`` is the next batch.
+    """
+    have = np.flatnonzero(labelled)
+    left = np.flatnonzero(~labelled)
+    _, scores = rank_pool(
+        name, model, X_pool[left], rng=rng, explore=explore, multi_label=multi_label,
+        aggregate=aggregate, X_labelled=X_pool[have], y_labelled=y_pool[have],
+        n_members=n_members,
+    )
+    return left, scores
+
+
 def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng,
-           explore, n_members, label_names=None, aggregate="mean"):
+           explore, n_members, label_names=None, aggregate="mean", positive=None):
     """Yield (n_labels, test scores) after each round of one strategy (``label_names``: the
     labels of a multi-label ``y``, else None)."""
     labelled = np.zeros(len(y_pool), dtype=bool)
@@ -471,31 +534,22 @@ def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, lim
     while True:
         have = np.flatnonzero(labelled)
         model = clone(estimator).fit(X_pool[have], y_pool[have])
-        yield int(have.size), _score(model, X_test, y_test, label_names)
-        left = np.flatnonzero(~labelled)
-        if have.size >= limit or left.size == 0:
+        yield int(have.size), _score(model, X_test, y_test, label_names, positive)
+        if have.size >= limit or have.size == len(y_pool):
             return
-        _, scores = rank_pool(
-            name, model, X_pool[left], rng=rng, explore=explore,
-            multi_label=label_names is not None, aggregate=aggregate,
-            X_labelled=X_pool[have], y_labelled=y_pool[have], n_members=n_members,
+        left, scores = replay_round(
+            name, model, X_pool, y_pool, labelled, rng=rng, explore=explore,
+            n_members=n_members, multi_label=label_names is not None, aggregate=aggregate,
         )
         labelled[left[top_n(scores, min(batch, limit - have.size))]] = True
 
 
-def _score(model, X_test, y_test, label_names=None) -> dict[str, float]:
+def _score(model, X_test, y_test, label_names=None, positive=None) -> dict[str, float]:
     proba = model.predict_proba(X_test)
     if label_names is not None:
         metrics, _ = multilabel_metrics(y_test, proba, label_names)
         return {k: metrics[k] for k in ("f1_micro", "f1_macro", "subset_accuracy", "roc_auc")}
-    predicted = model.classes_[proba.argmax(axis=1)]
-    scores = {}
-    if len(model.classes_) == 2:
-        scores["roc_auc"] = float(roc_auc_score(y_test == model.classes_[1], proba[:, 1]))
-    else:
-        scores["macro_f1"] = float(f1_score(y_test, predicted, average="macro"))
-    scores["accuracy"] = float(accuracy_score(y_test, predicted))
-    return scores
+    return classification_scores(y_test, proba, model.classes_, positive)
 
 
 def _draw_test(n: int, test_frac: float, seed: int, test_index) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,10 @@
 
 Three layers, kept apart as in modAL: measures (``least_confidence``, ``margin``, ``entropy``,
 ``vote_entropy``) map arrays to one score per row; modifiers (``density_weighted``,
-``mix_random``) turn scores into other scores; ``score_pool`` is the one place that asks an
-estimator for probabilities, and ``rank_pool`` (probabilities, scores, exploration) is the one
-ranking step the orchestrator and the simulation share. Picking the top ``n`` is ``top_n``.
-Nothing here touches a database.
+``mix_random``) turn scores into other scores; ``pool_scores`` dispatches a strategy name to
+them. Picking the top ``n`` is ``top_n``. Nothing here fits or asks a model, nor touches a
+database: the ranking step that does (:func:`widgetal.ranking.rank_pool`) and the committee's
+fitting (:func:`widgetal.models.committee_proba`) hand their probabilities in.
 
 Multi-label projects give an (n × L) array of per-label positive probabilities instead of a
 distribution over classes; ``multilabel_scores`` applies the same measures to each label's
@@ -19,10 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.preprocessing import normalize
 
-from .errors import EmptyPool, NotEnoughLabels
+from .errors import EmptyPool
 
 #: Rows of a probability array may miss 1 by this much (float32 softmax, calibration rounding).
 _SUM_TOLERANCE = 1e-3
@@ -391,66 +390,13 @@ def multilabel_scores(
     return per_label.mean(axis=1) if aggregate == "mean" else per_label.max(axis=1)
 
 
-def rank_pool(
+def pool_scores(
     name: str,
-    estimator: Any,
-    X_pool: Any,
+    proba: np.ndarray,
     *,
-    rng: np.random.Generator,
-    explore: float = 0.0,
-    multi_label: bool = False,
-    aggregate: str = "mean",
-    X_labelled: Any = None,
-    y_labelled: Any = None,
-    embeddings: Any = None,
-    n_members: int = 5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ranking step: the model's probabilities for the pool, and the scores that order it.
-
-    One prediction serves the strategy and whatever the caller does with the probabilities
-    (the orchestrator publishes them as guesses). ``explore`` then hands that share of the top
-    slots to random items (:func:`mix_random`); the ``"random"`` strategy is not mixed, being
-    random already. The orchestrator and ``widgetal simulate`` both rank through here.
-
-    Parameters
-    ----------
-    name, estimator, X_pool, X_labelled, y_labelled, embeddings, n_members
-        As for :func:`score_pool`; ``estimator`` must be fitted.
-    rng : numpy.random.Generator
-        Draws the random strategy, committee bootstraps and exploration.
-    explore : float in [0, 1]
-    multi_label, aggregate
-        As for :func:`score_pool`.
-
-    Returns
-    -------
-    proba : ndarray of shape (n_pool, n_classes) or (n_pool, n_labels)
-        ``estimator.predict_proba(X_pool)``.
-    scores : ndarray of shape (n_pool,)
-        Higher = ask sooner.
-    """
-    proba = np.asarray(estimator.predict_proba(X_pool))
-    scores = score_pool(
-        name, estimator, X_pool, X_labelled=X_labelled, y_labelled=y_labelled,
-        embeddings=embeddings, rng=rng, n_members=n_members, proba=proba,
-        multi_label=multi_label, aggregate=aggregate,
-    )
-    if explore > 0 and name != "random":
-        scores = mix_random(scores, explore, rng)
-    return proba, scores
-
-
-def score_pool(
-    name: str,
-    estimator: Any,
-    X_pool: Any,
-    *,
-    X_labelled: Any = None,
-    y_labelled: Any = None,
-    embeddings: Any = None,
     rng: np.random.Generator | None = None,
-    n_members: int = 5,
-    proba: np.ndarray | None = None,
+    committee: np.ndarray | None = None,
+    embeddings: Any = None,
     multi_label: bool = False,
     aggregate: str = "mean",
 ) -> np.ndarray:
@@ -460,28 +406,19 @@ def score_pool(
     ----------
     name : str
         A key of ``STRATEGIES``.
-    estimator : fitted classifier with ``predict_proba``
-        Not needed (may be None) for ``"random"``. For ``"committee"`` it is the template that is
-        cloned and refitted, so it need not be fitted.
-    X_pool : array-like, sparse matrix, or whatever ``estimator`` accepts
-        The unlabelled items.
-    X_labelled, y_labelled : array-like, optional
-        The labelled set; required by ``"committee"``, whose members are fitted on stratified
-        bootstrap samples of it (every class kept in every member).
-    embeddings : ndarray or sparse matrix, optional
-        Rows aligned with ``X_pool`` for ``"density"``; defaults to ``X_pool`` itself.
+    proba : ndarray of shape (n_pool, n_classes), or (n_pool, n_labels) with ``multi_label``
+        The model's probabilities for the pool (for ``"random"`` only its rows count).
     rng : numpy.random.Generator, optional
-        For ``"random"`` and the committee's bootstraps; a fresh unseeded one if omitted.
-    n_members : int, default=5
-        Committee size.
-    proba : ndarray of shape (n_pool, n_classes), optional
-        ``estimator.predict_proba(X_pool)`` when the caller has it already (the orchestrator
-        publishes it as guesses), so that it is not computed twice.
+        For ``"random"``; a fresh unseeded one if omitted.
+    committee : ndarray of shape (n_members, n_pool, n_classes), optional
+        The committee's probabilities; required by ``"committee"``
+        (:func:`widgetal.models.committee_proba` fits it).
+    embeddings : ndarray or sparse matrix, optional
+        Rows aligned with ``proba``; required by ``"density"``.
     multi_label : bool, default=False
-        ``proba`` is (n_pool, n_labels) per-label probabilities (a multi-label project): the
-        uncertainty measures go through :func:`multilabel_scores`, ``"density"`` weights the
-        aggregated multi-label entropy, ``"random"`` is unchanged, and ``"committee"`` (vote
-        entropy over one class per member) is refused.
+        ``proba`` holds per-label probabilities: the uncertainty measures go through
+        :func:`multilabel_scores`, ``"density"`` weights the aggregated multi-label entropy,
+        ``"random"`` is unchanged, and ``"committee"`` (one class per member) is refused.
     aggregate : {"mean", "max"}, default="mean"
         How per-label uncertainties combine in a multi-label project; unused otherwise.
 
@@ -492,34 +429,44 @@ def score_pool(
     Raises
     ------
     ValueError
-        Unknown ``name``, ``"committee"`` without a labelled set or in a multi-label project.
+        Unknown ``name``, ``"committee"`` in a multi-label project, or the committee's
+        probabilities or the embeddings missing where needed.
     EmptyPool
-        ``X_pool`` has no rows.
-    NotEnoughLabels
-        ``"committee"`` with fewer than two classes labelled.
+        ``proba`` has no rows.
+
+    Examples
+    --------
+    >>> pool_scores("margin", np.array([[0.9, 0.1], [0.5, 0.5]]))
+    array([0.2, 1. ])
     """
     check_strategy(name, multi_label)
     if multi_label and aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}.")
-    n = _n_rows(X_pool)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2:
+        raise ValueError(f"proba must be 2-D (one row per pool item), got shape {proba.shape}")
+    n = proba.shape[0]
     if n == 0:
         raise EmptyPool("The pool is empty: every item is labelled, nothing left to rank.")
     rng = np.random.default_rng() if rng is None else rng
     if name == "random":
         return random_scores(np.ones((n, 1)), rng)
     if name == "committee":
-        return vote_entropy(
-            _committee_proba(estimator, X_pool, X_labelled, y_labelled, rng, n_members)
-        )
-    if proba is None:
-        proba = estimator.predict_proba(X_pool)
+        if committee is None:
+            raise ValueError("The committee strategy needs the committee's probabilities.")
+        if np.shape(committee)[1:2] != (n,):
+            raise ValueError(
+                f"committee must hold {n} rows per member, got shape {np.shape(committee)}")
+        return vote_entropy(committee)
     if multi_label:
         measure = "entropy" if name == "density" else name
         uncertainty = multilabel_scores(proba, measure, aggregate)
     else:
         uncertainty = entropy(proba) if name == "density" else STRATEGIES[name](proba)
     if name == "density":
-        return density_weighted(uncertainty, X_pool if embeddings is None else embeddings)
+        if embeddings is None:
+            raise ValueError("The density strategy needs the pool's embeddings (or features).")
+        return density_weighted(uncertainty, embeddings)
     return uncertainty
 
 
@@ -542,7 +489,7 @@ def check_strategy(name: str, multi_label: bool = False) -> None:
 
 
 #: Name → function, as the CLI's ``--strategy`` spells it. Signatures differ by family (see each
-#: function); ``score_pool`` knows how to call every one.
+#: function); ``pool_scores`` knows how to call every one.
 STRATEGIES: dict[str, Callable[..., np.ndarray]] = {
     "least-confidence": least_confidence,
     "margin": margin,
@@ -559,47 +506,11 @@ MULTILABEL_MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "entropy": entropy,
 }
 
-#: Strategy names that work in a multi-label project (``score_pool(..., multi_label=True)``).
+#: Strategy names that work in a multi-label project (``pool_scores(..., multi_label=True)``).
 MULTILABEL_STRATEGIES = ("least-confidence", "margin", "entropy", "random", "density")
 
 #: How per-label uncertainties combine into one score per text.
 AGGREGATES = ("mean", "max")
-
-
-def _committee_proba(estimator, X_pool, X_labelled, y_labelled, rng, n_members):
-    if X_labelled is None or y_labelled is None:
-        raise ValueError("The committee strategy needs X_labelled and y_labelled to fit members.")
-    if n_members < 1:
-        raise ValueError(f"n_members must be >= 1, got {n_members}")
-    y = np.asarray(y_labelled)
-    classes = np.unique(y)
-    if classes.size < 2:
-        raise NotEnoughLabels(
-            f"A committee needs at least two labelled classes, got {classes.tolist()}; "
-            "label a few items of another class first."
-        )
-    by_class = [np.flatnonzero(y == c) for c in classes]
-    members = []
-    for _ in range(n_members):
-        # Stratified bootstrap: each class resampled within itself, so no member misses a class
-        # and every member's predict_proba has the same columns.
-        idx = np.concatenate([rng.choice(rows, size=rows.size, replace=True) for rows in by_class])
-        member = clone(estimator).fit(_take(X_labelled, idx), y[idx])
-        members.append(member.predict_proba(X_pool))
-    return np.stack(members)
-
-
-def _take(X, idx):
-    if hasattr(X, "iloc"):
-        return X.iloc[idx]
-    if isinstance(X, list):
-        return [X[i] for i in idx]
-    return X[idx]
-
-
-def _n_rows(X) -> int:
-    shape = getattr(X, "shape", None)
-    return int(shape[0]) if shape is not None else len(X)
 
 
 def _entropy_rows(p: np.ndarray) -> np.ndarray:
