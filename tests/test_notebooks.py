@@ -70,10 +70,15 @@ def test_models_notebook_shows_versions_curve_confusion_and_labels(project, monk
     tables = [o.data["text/html"] for o in _outputs(nb, "text/html")]
     versions = next(t for t in tables if "f1_macro" in t)
     assert versions.count(".pkl") == 2
-    assert len(_outputs(nb, "image/png")) == 3  # learning curve, confusion matrix, labels
+    # learning curve, stop-set kappa (the second run has one), confusion matrix, labels
+    assert len(_outputs(nb, "image/png")) == 4
+    stop = next(t for t in tables if "stop-set kappa" in t)
+    second = q.runs(limit=1)[0]["metrics"]["stop_kappa"]
+    assert f"{second:.3f}" in stop
     assert any("tester" in t for t in tables)
     shown = " ".join(o.data.get("text/markdown", "") for o in _outputs(nb, "text/markdown"))
     assert "**40** of **60** texts labelled" in shown
+    assert "audit part unknown" in shown  # the stop signal, with why it cannot say more
 
 
 def test_models_notebook_says_no_model_yet_on_an_empty_folder(tmp_path, monkeypatch):
