@@ -19,10 +19,12 @@ EVIL = "<script>alert('x')</script>"
 
 @pytest.fixture
 def project(sqlite_url, tmp_path):
-    """A project whose second label is a script tag, with three trained runs."""
+    """A project whose second label is a script tag, with three trained runs and an audit
+    sample."""
     data = generated(900, seed=5)
     data["label"] = data["label"].map({"negative": "negative", "positive": EVIL})
     q = Queue(sqlite_url, labels=["negative", EVIL])
+    q.configure(audit_share=0.2)  # a fifth of what is served is the audit sample
     q.add(data[["id", "text"]], text="text", id="id")
     truth = dict(zip(data["id"], data["label"]))
     orch = Orchestrator(q, models_dir=tmp_path / "models")
@@ -60,11 +62,17 @@ def test_report_command_writes_one_self_contained_page_with_runs_signal_and_simu
 
     trained = [r for r in q.runs() if r["model_file"]]
     assert len(trained) == 3
-    for r in trained:  # every run, with its recorded CV score and stop-set kappa
+    for r in trained:  # every run, with its recorded CV score, audit score and stop-set kappa
+        m = r["metrics"]
         assert f"<td>#{r['id']}</td>" in page
-        assert f"<td>{r['metrics']['f1_macro']:.3f}</td>" in page
+        assert f"<td>{m['f1_macro']:.3f}</td>" in page
+        assert m["n_audit"] > 0
+        assert (f"<td>{m['audit_f1_macro']:.3f} [{m['audit_ci_low']:.3f}, "
+                f"{m['audit_ci_high']:.3f}]</td>") in page
         if r["metrics"]["stop_kappa"] is not None:
             assert f"<td>{r['metrics']['stop_kappa']:.3f}</td>" in page
+    # the live audit curve and simulate's curves are drawn in the same metric
+    assert "audit score with its interval; simulate&#x27;s f1_macro for random and entropy" in page
     signal = html.unescape(re.search(r"<p class='verdict[^']*'>([^<]*)</p>", page).group(1))
     status = run("status", db=sqlite_url).stdout
     assert f"Stop signal: {signal}" in status.replace("\n", " ") or signal in status
