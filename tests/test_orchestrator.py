@@ -182,7 +182,8 @@ def test_one_class_only_is_skipped_with_the_reason_and_nothing_changes(queue, tm
         queue.submit(item.item_id, "positive", "ana")
     order_before = queue.undone()["item_id"].tolist()
 
-    run = Orchestrator(queue, models_dir=tmp_path / "m").run_once()
+    # cold start off: import order stays (cold-start ordering: tests/test_coldstart.py)
+    run = Orchestrator(queue, models_dir=tmp_path / "m", cold_start=False).run_once()
 
     assert run.status == "skipped" and "only one class" in run.reason
     assert "positive: 12" in run.reason
@@ -197,7 +198,7 @@ def test_too_few_labels_per_class_for_the_folds_is_skipped(queue, tmp_path):
     for label in ["positive"] * 6 + ["negative"] * 3:
         item = queue.pop("ana")
         queue.submit(item.item_id, label, "ana")
-    orch = Orchestrator(queue, models_dir=tmp_path, cv_folds=5)
+    orch = Orchestrator(queue, models_dir=tmp_path, cv_folds=5, cold_start=False)
     with pytest.raises(NotEnoughLabels, match="need 5 each"):
         orch.check_labels({"negative": 3, "positive": 6})
     run = orch.run_once()

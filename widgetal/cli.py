@@ -310,7 +310,14 @@ def status(db: str | None = DbOption):
     if runs:
         r = runs[0]
         when = f"{r['started_at']:%Y-%m-%d %H:%M:%S} UTC"
-        if r["error"]:
+        if r["strategy"] == "cold-start":  # no model yet; the queue was ordered for diversity
+            cold = (r["metrics"] or {}).get("cold_start") or {}
+            boosted = f", {cold['boosted']} boosted texts first" if cold.get("boosted") else ""
+            console.print(
+                f"Latest run #{r['id']} at {when}: no model yet ({r['error']}); queue ordered "
+                f"for diversity: one text per cluster of {cold.get('clusters', '?')}, the "
+                f"smallest clusters first{boosted}. The first trained run takes over.")
+        elif r["error"]:
             console.print(f"Latest run #{r['id']} at {when}: {r['error']}")
         else:
             m = r["metrics"] or {}
@@ -328,6 +335,11 @@ def status(db: str | None = DbOption):
     else:
         console.print("No orchestrator run yet.")
     _print_stop_signal(q)
+    from .coldstart import read_boost
+
+    active = read_boost(q)
+    if active:
+        console.print(f"Boost: {active.describe()}", highlight=False)
 
 
 def _headline_first(model_file: str | None) -> list[str]:
@@ -347,6 +359,48 @@ def _print_stop_signal(q: Queue) -> None:
     runs = q.runs(limit=20)
     if any(r["model_file"] for r in runs):
         console.print(f"Stop signal: {stop_signal(runs).line()}", highlight=False)
+
+
+@app.command()
+def boost(
+    query: list[str] | None = typer.Argument(
+        None, help='Keyword query: words, "quoted phrases", a trailing * for any ending, OR '
+        'between alternatives (e.g. \'refund OR chargeback OR "money back"\').'),
+    like: list[str] = typer.Option(
+        [], "--like", help="An example text: the texts most like it come first (repeatable)."),
+    top: int = typer.Option(20, help="With --like: how many of the most similar texts per "
+                            "example are boosted."),
+    clear: bool = typer.Option(False, "--clear", help="End every boost."),
+    featurizer: str | None = typer.Option(
+        None, help="Feature space for --like (default: the latest run's, else "
+        "$WIDGETAL_FEATURIZER, else tfidf)."),
+    db: str | None = DbOption,
+):
+    """Bring texts matching a keyword query, or like a few examples, to the front of the queue."""
+    from . import coldstart
+
+    q = open_queue(db)
+    if clear:
+        if query or like:
+            raise typer.BadParameter("--clear takes no query and no --like.")
+        ended = coldstart.clear_boost(q)
+        console.print(f"Boost ended ({ended.describe()}); the next orchestrator run orders the "
+                      "queue without it.", highlight=False)
+        return
+    if not query and not like:
+        console.print(f"Boost: {coldstart.read_boost(q).describe()}", highlight=False)
+        return
+    runs = q.runs(limit=50)
+    featurizer = (featurizer or next((r["featurizer"] for r in runs if r["featurizer"]), None)
+                  or os.environ.get("WIDGETAL_FEATURIZER") or "tfidf")
+    active, moved = coldstart.add_boost(q, [" ".join(query)] if query else [], like, top=top,
+                                        featurizer=featurizer)
+    trained = any(r["model_file"] for r in runs)
+    console.print(
+        f"Boost: {active.describe()}. {moved} texts moved to the front of the queue now. "
+        + ("A model has trained: the next trained run orders the queue by uncertainty again."
+           if trained else "Until a model trains, every orchestrator run keeps them first."),
+        highlight=False)
 
 
 @app.command()

@@ -32,7 +32,7 @@ from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import features, labelsets, models, ranking, stopping, strategies
+from . import coldstart, features, labelsets, models, ranking, stopping, strategies
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
@@ -50,8 +50,9 @@ _FEW_LABELS = 200
 class Run:
     """What one cycle did.
 
-    ``status`` is ``"trained"`` (model saved, queue reordered), ``"skipped"`` (``reason`` says
-    why: too few labels, one class) or ``"failed"`` (``reason`` holds the error).
+    ``status`` is ``"trained"`` (model saved, queue reordered), ``"cold-start"`` (no model yet,
+    ``reason`` says why; the queue was ordered for diversity, :mod:`widgetal.coldstart`),
+    ``"skipped"`` (no model and nothing to order) or ``"failed"`` (``reason`` holds the error).
     """
 
     status: str
@@ -113,6 +114,9 @@ class Orchestrator:
         :data:`widgetal.metrics.METRICS` (default ``f1_macro``) or, multi-label,
         :data:`widgetal.metrics.MULTILABEL_METRICS` (default ``f1_micro``). Every score is
         computed and kept in the sidecar either way.
+    cold_start : bool
+        While no model can train, order the queue for diversity and the project's boost
+        (:func:`widgetal.coldstart.order_queue`) instead of leaving it in import order.
 
     Examples
     --------
@@ -133,6 +137,7 @@ class Orchestrator:
         keep: int | None = None,
         random_state: int = 0,
         aggregate: str = "mean",
+        cold_start: bool = True,
         metric: str | None = None,
     ):
         strategies.check_strategy(strategy, queue.multi_label)
@@ -158,6 +163,7 @@ class Orchestrator:
         self.keep = keep
         self.random_state = random_state
         self.aggregate = aggregate
+        self.cold_start = cold_start
         self.multi_label = queue.multi_label
         self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
         self._cached = features.is_cacheable(featurizer)
@@ -167,8 +173,9 @@ class Orchestrator:
     def run_once(self) -> Run:
         """Train, cross-validate, save, score the unlabelled items and reorder the queue.
 
-        Too few labels or a single class is not an error: the cycle is recorded as skipped
-        with the reason, and nothing else changes. Any other failure is recorded in the run
+        Too few labels or a single class is not an error: no model is saved and the run
+        records the reason; the unlabelled texts are ordered for diversity (a cold-start run)
+        unless ``cold_start`` is off. Any other failure is recorded in the run
         row and raised.
         """
         q = self.queue
@@ -190,13 +197,24 @@ class Orchestrator:
                 reason = str(exc)
                 log.info("run %s skipped: %s", run_id, reason)
                 run.status, run.reason, run.timings = "skipped", reason, timings
+                cold = None
+                if self.cold_start:  # no model yet: one text per cluster, boosts first
+                    with _timed(timings, "cold_start"):
+                        cold = coldstart.order_queue(
+                            q, self.featurizer, labelled, run_id, self.random_state,
+                            embedder=self._template if self._cached else None)
+                if cold:
+                    run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
                 run.finished_at = _utcnow()
                 q.finish_run(
                     run_id,
                     n_labels=run.n_labels,
-                    metrics={"awaiting_review": run.awaiting_review},
+                    metrics={"awaiting_review": run.awaiting_review,
+                             **({"cold_start": cold} if cold else {})},
                     timings=_json(timings),
                     error=f"skipped: {reason}",
+                    **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
+                       if cold else {}),
                 )
                 return run
 

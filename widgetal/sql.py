@@ -82,6 +82,15 @@ read_undone_items = (
     sa.select(_i.id, _i.text).where(_i.done_at.is_(None)).order_by(_i.priority.desc(), _i.id)
 )
 
+# The same in batches by id (keyset: id > :after), with each item's priority: a boost scans
+# millions of texts for matches without holding them all at once.
+read_undone_batch = (
+    sa.select(_i.id, _i.text, _i.priority)
+    .where(_i.done_at.is_(None), _i.id > sa.bindparam("after"))
+    .order_by(_i.id)
+    .limit(sa.bindparam("limit"))
+)
+
 # -- the hand-out -----------------------------------------------------------------------------
 
 _live_lease = sa.and_(_i.leased_by.is_not(None), _i.lease_expires_at > _now)
