@@ -159,3 +159,37 @@ def test_the_signal_needs_the_audit_score_to_have_stopped_rising_within_its_inte
 
     shaky = stopping.stop_signal([_run(5, 0.98, (0.84, 0.80, 0.88)), *flat[1:]])
     assert shaky.audit_flat and not shaky.kappa_stable and not shaky.stop
+
+
+def test_a_multi_label_run_records_kappa_over_the_flattened_label_decisions(
+    sqlite_url, tmp_path
+):
+    from test_orchestrator_multilabel import LABELS as ML_LABELS
+    from test_orchestrator_multilabel import generated as generated_sets
+    from test_orchestrator_multilabel import label_through_queue as label_sets
+
+    q = Queue(sqlite_url, labels=ML_LABELS, multi_label=True)
+    data = generated_sets(700, seed=2)
+    q.add(data[["id", "text"]], text="text", id="id")
+    truth = dict(zip(data["id"], data["labels"]))
+    orch = Orchestrator(q, models_dir=tmp_path / "models")
+    label_sets(q, truth, 60)
+    first = orch.run_once()
+    label_sets(q, truth, 30)
+    second = orch.run_once()
+    assert first.status == second.status == "trained"
+
+    stop_set = json.loads((tmp_path / "models" / stopping.STOP_SET_FILE).read_text())["item_ids"]
+    texts = [item.text for item in q.items(stop_set)]
+    decisions = [  # (texts x labels) 0/1, in project label order, from the saved models
+        (load_model(run.model_file).predict_proba(texts) >= 0.5).astype(int).ravel()
+        for run in (first, second)]
+    assert first.trained_labels == second.trained_labels == ML_LABELS
+    expected = cohen_kappa_score(*decisions)
+    recorded = next(r for r in q.runs() if r["id"] == second.run_id)["metrics"]["stop_kappa"]
+    assert recorded == pytest.approx(expected, abs=1e-12) and expected < 1
+    sidecar = _sidecar(str(second.model_file))
+    rows = decisions[1].reshape(len(stop_set), len(ML_LABELS))
+    assert sidecar["stop_set"]["predictions"] == {  # each text's predicted set, sorted
+        str(i): sorted(name for name, on in zip(ML_LABELS, row) if on)
+        for i, row in zip(stop_set, rows)}
