@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from widgetal import Queue
+from widgetal.serve import APP_EXTENSIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -268,6 +269,10 @@ def test_the_page_loads_nothing_from_outside_and_closing_it_stops_its_kernel(app
     outside = [u for u in requests
                if not (u.startswith(host + "/") or u.startswith(("data:", "blob:")))]
     assert requests and not outside, f"requests that leave the server: {outside}"
+    # Only the app's own front-end extensions are fetched, not every one installed.
+    fetched = {u.split("/voila/labextensions/")[1].split("/static/")[0]
+               for u in requests if "/voila/labextensions/" in u}
+    assert fetched == set(APP_EXTENSIONS), fetched
 
     kernel_id = page.evaluate(
         "JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId"

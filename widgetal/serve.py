@@ -22,6 +22,11 @@ POOL_FILL_DELAY_SECONDS = 20
 SHARE = Path(__file__).with_name("share")  # widgetal's Voila template and Voila config file
 TEMPLATE = "widgetal"  # SHARE/voila/templates/widgetal: the lab template, every asset local
 MODELS_NOTEBOOK = Path(__file__).with_name("notebooks") / "models.ipynb"
+#: The front-end extensions the labelling page needs: ipywidgets, Voila's widget manager and
+#: anywidget (the key listener).
+APP_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8",
+                  "anywidget")
+
 # Pre-started kernels kept waiting for pages (--pool). Each idle one costs a kernel's memory
 # (about 140 MB measured, see the README's Performance section): 4 would be 0.6 GB, 20 (a class
 # opening together) 3 GB. Off by default for now: in the benchmark one page on a pool of 20 was
@@ -85,6 +90,9 @@ def voila_command(
         # already in use"), and nothing listens on the network.
         "--KernelManager.transport=ipc",
         f"--template={TEMPLATE}",  # found through JUPYTER_PATH (kernel_environment)
+        # Only the front-end extensions the app draws with: every other one installed in the
+        # environment (ipycanvas, ipyevents, ...) would be fetched by every page for nothing.
+        f"--VoilaConfiguration.extension_allowlist={list(APP_EXTENSIONS)!r}",
         *voila_config_paths(),
         *access_options(token, max_kernels, header_envs),
         *pool_options(pool),
