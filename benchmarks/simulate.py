@@ -8,6 +8,7 @@ all-MiniLM-L6-v2 embeddings.
 
     python benchmarks/simulate.py                      # all three featurizers, 3 repeats
     python benchmarks/simulate.py --featurizers tfidf,tfidf-char --repeats 5
+    python benchmarks/simulate.py --featurizers tfidf --metric average_precision
 
 Writes benchmarks/results/simulate_<featurizer>/{curves,summary}.csv and learning_curves.png,
 simulate_<featurizer>/summary.md, and benchmarks/results/simulate.md (every featurizer's table,
@@ -32,6 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from widgetal.metrics import NAMES  # noqa: E402
 from widgetal.simulate import DEFAULT_STRATEGIES, load_labelled, simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +72,8 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--explore", type=float, default=0.0)
+    parser.add_argument("--metric", default="roc_auc",
+                        help="roc_auc (the article's), average_precision, f1_macro or accuracy")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -82,7 +86,7 @@ def main() -> None:
         result = simulate(
             texts, labels, strategies=args.strategies.split(","), featurizer=name,
             features=features, repeats=args.repeats, test_index=test_index,
-            explore=args.explore, batch=100, start=100,
+            explore=args.explore, batch=100, start=100, metric=args.metric,
         )
         seconds = time.perf_counter() - started
         folder = args.out / f"simulate_{name}"
@@ -91,18 +95,20 @@ def main() -> None:
         lines = [
             f"## {name} ({spec.split('/')[-2] + '/model' if '/' in spec else spec})",
             "",
-            f"Full-data ROC AUC {result.full_score:.3f} (7,200 labels); target 99% of it = "
+            f"Full-data {NAMES[args.metric]} {result.full_score:.3f} (7,200 labels); target 99% "
+            f"of it = "
             f"{summary.attrs['target']:.3f}. {args.repeats} repeats, batches of 100, "
             f"explore {args.explore}; simulation took {seconds:.0f} s.",
             "",
-            "| strategy | labels to 99% | saving vs random | best ROC AUC |",
+            f"| strategy | labels to 99% | saving vs random | best {NAMES[args.metric]} |",
             "|---|---:|---:|---:|",
         ]
         for r in summary.itertuples():
             n, saving = r.labels_to_target, r.saving_vs_random_pct
             reached = "not reached" if np.isnan(n) else f"{n:,.0f}"
             saving = "-" if np.isnan(saving) else f"{saving:+.0f}%"
-            lines.append(f"| {r.strategy} | {reached} | {saving} | {r.best_roc_auc:.3f} |")
+            best = getattr(r, f"best_{args.metric}")
+            lines.append(f"| {r.strategy} | {reached} | {saving} | {best:.3f} |")
         lines += ["", f"![learning curves](simulate_{name}/learning_curves.png)", ""]
         print("\n".join(lines))
         (folder / "summary.md").write_text("\n".join(lines))
