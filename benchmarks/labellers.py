@@ -6,7 +6,8 @@
 
 For each N it starts `widgetal serve` (real Voila) on a fresh SQLite project, opens N headless
 Chromium pages at once (Debian's /usr/bin/chromium; never a downloaded browser), and prints:
-page-ready time p50 / max (navigation until the first text shows), click-to-next-text p50 / p95
+page-ready time p50 / max (navigation until the first text shows; and until the page's HTML is
+complete, the server's part), click-to-next-text p50 / p95
 while all N label for ``--seconds``, labels/s, memory per kernel (resident set of the kernel
 processes), items labelled twice, and how many kernels are still alive 10 s after every page
 closed (each page is closed as a tab is, so Voila's page asks for its kernel's shutdown; the
@@ -140,16 +141,23 @@ def _pss_mb(pid: int) -> float:
 
 
 async def _label_page(browser, base: str, name: str, seconds: float, ready: list,
-                      clicks: list) -> None:
+                      clicks: list, html: list, assets: list) -> None:
     context = await browser.new_context(viewport={"width": 1000, "height": 700})
     page = await context.new_page()
+    fetched: list[int] = []
+    page.on("requestfinished", lambda r: fetched.append(1))
     t0 = time.perf_counter()
-    await page.goto(f"{base}?labeller={name}", timeout=300_000)
+    response = await page.goto(f"{base}?labeller={name}", timeout=300_000, wait_until="commit")
+    # The page's HTML ends once Voila has run the notebook in the page's kernel: the server's
+    # part; from there on the browser loads the front end and draws the widgets.
+    await response.finished()
+    html.append(time.perf_counter() - t0)
     await page.wait_for_function(
         "sel => { const e = document.querySelector(sel); return e && e.innerText.trim() }",
         arg=TEXT, timeout=300_000,
     )
     ready.append(time.perf_counter() - t0)
+    assets.append(len(fetched))
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -173,7 +181,8 @@ async def _label_page(browser, base: str, name: str, seconds: float, ready: list
     await context.close()
 
 
-async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: list) -> None:
+async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: list,
+                      html: list, assets: list) -> None:
     """N labellers in one headless Chromium, one browser context (own cookies, own page) each:
     a browser per labeller would load this 2-core server with N browsers, which the real
     labellers' machines carry instead."""
@@ -182,7 +191,8 @@ async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: li
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         results = await asyncio.gather(
-            *(_label_page(browser, base, f"l{i}", seconds, ready, clicks) for i in range(n)),
+            *(_label_page(browser, base, f"l{i}", seconds, ready, clicks, html, assets)
+              for i in range(n)),
             return_exceptions=True,
         )
         for r in results:
@@ -217,8 +227,10 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
         load_before = os.getloadavg()[0]
         ready: list[float] = []
         clicks: list[float] = []
+        html: list[float] = []
+        assets: list[int] = []
         pages = threading.Thread(target=lambda: asyncio.run(
-            _open_pages(n, f"http://127.0.0.1:{port}/", seconds, ready, clicks)))
+            _open_pages(n, f"http://127.0.0.1:{port}/", seconds, ready, clicks, html, assets)))
         pages.start()
         peak_kernels: list[int] = []
         rss: list[float] = []
@@ -258,6 +270,8 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
             f"kernels alive {time.monotonic() - closed_at:.0f} s after closing: "
             f"{max(len(left) - pool, 0)} beyond the pool of {pool} ({len(left)} in all)"
         )
+        print(f"       HTML complete (Voila ran the notebook) p50 {statistics.median(html):.1f} s, "
+              f"max {max(html):.1f} s; {statistics.median(assets):.0f} requests per page")
         if load_cpu is not None:
             print(f"       CPU until every page was ready: server (Voila + kernels) "
                   f"{load_cpu[0]:.0f} s, browser {load_cpu[1]:.0f} s; load average before "
