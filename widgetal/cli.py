@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import WidgetalError
-from .metrics import NAMES
 from .queue import Queue
 from .serve import DEFAULT_POOL
 
@@ -24,9 +23,6 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 _FEATURIZER_HELP = "tfidf (words), tfidf-char (words + characters), or transformer:NAME_OR_PATH."
-_METRIC_HELP = ("roc_auc, average_precision (of the rarer class with two classes, else the mean "
-                "over classes), f1_macro or accuracy; multi-label: f1_micro, f1_macro, "
-                "subset_accuracy or roc_auc.")
 
 DbOption = typer.Option(
     None, "--db", help="Database URL (default: $WIDGETAL_DB_URL, else the widgetal.json project "
@@ -80,6 +76,11 @@ def init(
     models_dir: Path | None = typer.Option(
         None, help="Models folder recorded in the project file (default: models beside it)."
     ),
+    audit_share: float | None = typer.Option(
+        None, help="Share of hand-outs drawn at random for the audit sample, whose labels score "
+        "each model and never train it (0 turns it off; a new project: 0.05). Run init again "
+        "to change it."
+    ),
     multi_label: bool | None = typer.Option(
         None, "--multi-label/--single-label",
         help="An answer is a set of the labels (possibly empty: none of these) instead of one "
@@ -90,7 +91,12 @@ def init(
     """Create the database (if needed), store the label set and team settings, and write the
     widgetal.json project file beside it (so commands and notebooks in subfolders find it)."""
     from . import access as access_mod
-    from .project import check_on_disagreement, check_overlap
+    from .project import (
+        DEFAULT_AUDIT_SHARE,
+        check_audit_share,
+        check_on_disagreement,
+        check_overlap,
+    )
     from .projectfile import write as write_project_file
 
     label_list = [x.strip() for x in labels.split(",")]
@@ -98,6 +104,8 @@ def init(
         check_overlap(overlap)
     if on_disagreement is not None:
         check_on_disagreement(on_disagreement)
+    if audit_share is not None:
+        check_audit_share(audit_share)
     policy = None
     if access is not None:
         policy = access_mod.check_policy(
@@ -106,7 +114,13 @@ def init(
         raise typer.BadParameter("--header-name and --allow go with --access header.")
     url = db_url(db)
     q = open_queue(url, labels=label_list, instructions=instructions, multi_label=multi_label)
-    q.configure(overlap=overlap, on_disagreement=on_disagreement)
+    if audit_share is None and q.setting("audit_share") is None and not q.count_label_events():
+        audit_share = DEFAULT_AUDIT_SHARE  # a new project; an older one is changed on request
+    q.configure(overlap=overlap, on_disagreement=on_disagreement, audit_share=audit_share)
+    console.print(f"Audit sample: {q.audit_share:.0%} of hand-outs, drawn at random; their labels "
+                  "score each model and never train it." if q.audit_share else
+                  "Audit sample: off (`widgetal init --audit-share 0.05` turns it on).",
+                  highlight=False)
     if policy is not None:
         access_mod.configure(q, policy)
     team = (f"; each item labelled by {q.overlap} labellers, disagreements: {q.on_disagreement}"
@@ -278,6 +292,27 @@ def import_(
         console.print(f"  {c.external_id}: stored {c.old!r}, file {c.new!r}", highlight=False)
 
 
+def _print_audit_curve(q: Queue) -> None:
+    """The models' scores on the audit sample beside their CV scores, oldest run first."""
+    from .audit import curve
+
+    points = curve(q.runs(limit=200))
+    if not points:
+        return
+    if not any(p["n_audit"] for p in points):
+        console.print(f"Audit score: no audit labels yet (audit share {q.audit_share:.0%}).")
+        return
+    table = Table("run", "labels", f"CV {points[-1]['metric']}", "audit score (95% interval)",
+                  "audit labels", title="Audit learning curve (CV on actively chosen labels is "
+                  "biased; the audit sample is not)")
+    for p in points[-10:]:
+        cv = f"{p['cv']:.3f}" if p["cv"] is not None else "-"
+        shown = (f"{p['audit']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
+                 if p["audit"] is not None else "-")
+        table.add_row(f"#{p['run']}", str(p["n_labels"]), cv, shown, str(p["n_audit"]))
+    console.print(table)
+
+
 @app.command()
 def status(db: str | None = DbOption):
     """Counts, progress, and the latest model run."""
@@ -310,20 +345,14 @@ def status(db: str | None = DbOption):
     if runs:
         r = runs[0]
         when = f"{r['started_at']:%Y-%m-%d %H:%M:%S} UTC"
-        if r["strategy"] == "cold-start":  # no model yet; the queue was ordered for diversity
-            cold = (r["metrics"] or {}).get("cold_start") or {}
-            boosted = f", {cold['boosted']} boosted texts first" if cold.get("boosted") else ""
-            console.print(
-                f"Latest run #{r['id']} at {when}: no model yet ({r['error']}); queue ordered "
-                f"for diversity: one text per cluster of {cold.get('clusters', '?')}, the "
-                f"smallest clusters first{boosted}. The first trained run takes over.")
-        elif r["error"]:
+        if r["error"]:
             console.print(f"Latest run #{r['id']} at {when}: {r['error']}")
         else:
             m = r["metrics"] or {}
             scores = ", ".join(
-                f"{NAMES[key]} {m[key]:.3f}"
-                for key in _headline_first(r["model_file"])
+                f"{name} {m[key]:.3f}"
+                for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro-F1"),
+                                  ("roc_auc", "ROC AUC"))
                 if isinstance(m.get(key), float) and m[key] == m[key]
             )
             left_out = m.get("awaiting_review") or 0
@@ -334,22 +363,8 @@ def status(db: str | None = DbOption):
             )
     else:
         console.print("No orchestrator run yet.")
+    _print_audit_curve(q)
     _print_stop_signal(q)
-    from .coldstart import read_boost
-
-    active = read_boost(q)
-    if active:
-        console.print(f"Boost: {active.describe()}", highlight=False)
-
-
-def _headline_first(model_file: str | None) -> list[str]:
-    """Score keys for a run line: the one the model is named by (``--metric``) first."""
-    from .models import named_metric
-
-    keys = ["accuracy", "f1_macro", "roc_auc", "average_precision", "f1_micro",
-            "subset_accuracy"]
-    named = named_metric(Path(model_file).name) if model_file else None
-    return ([named] if named in keys else []) + [k for k in keys if k != named]
 
 
 def _print_stop_signal(q: Queue) -> None:
@@ -359,48 +374,6 @@ def _print_stop_signal(q: Queue) -> None:
     runs = q.runs(limit=20)
     if any(r["model_file"] for r in runs):
         console.print(f"Stop signal: {stop_signal(runs).line()}", highlight=False)
-
-
-@app.command()
-def boost(
-    query: list[str] | None = typer.Argument(
-        None, help='Keyword query: words, "quoted phrases", a trailing * for any ending, OR '
-        'between alternatives (e.g. \'refund OR chargeback OR "money back"\').'),
-    like: list[str] = typer.Option(
-        [], "--like", help="An example text: the texts most like it come first (repeatable)."),
-    top: int = typer.Option(20, help="With --like: how many of the most similar texts per "
-                            "example are boosted."),
-    clear: bool = typer.Option(False, "--clear", help="End every boost."),
-    featurizer: str | None = typer.Option(
-        None, help="Feature space for --like (default: the latest run's, else "
-        "$WIDGETAL_FEATURIZER, else tfidf)."),
-    db: str | None = DbOption,
-):
-    """Bring texts matching a keyword query, or like a few examples, to the front of the queue."""
-    from . import coldstart
-
-    q = open_queue(db)
-    if clear:
-        if query or like:
-            raise typer.BadParameter("--clear takes no query and no --like.")
-        ended = coldstart.clear_boost(q)
-        console.print(f"Boost ended ({ended.describe()}); the next orchestrator run orders the "
-                      "queue without it.", highlight=False)
-        return
-    if not query and not like:
-        console.print(f"Boost: {coldstart.read_boost(q).describe()}", highlight=False)
-        return
-    runs = q.runs(limit=50)
-    featurizer = (featurizer or next((r["featurizer"] for r in runs if r["featurizer"]), None)
-                  or os.environ.get("WIDGETAL_FEATURIZER") or "tfidf")
-    active, moved = coldstart.add_boost(q, [" ".join(query)] if query else [], like, top=top,
-                                        featurizer=featurizer)
-    trained = any(r["model_file"] for r in runs)
-    console.print(
-        f"Boost: {active.describe()}. {moved} texts moved to the front of the queue now. "
-        + ("A model has trained: the next trained run orders the queue by uncertainty again."
-           if trained else "Until a model trains, every orchestrator run keeps them first."),
-        highlight=False)
 
 
 @app.command()
@@ -430,10 +403,6 @@ def orchestrate(
         help="Multi-label projects: a text's uncertainty is the mean or the max of its "
         "per-label uncertainties.",
     ),
-    metric: str | None = typer.Option(
-        None, envvar="WIDGETAL_METRIC", help=_METRIC_HELP + " Names the model files and heads "
-        "status (default: f1_macro; multi-label: f1_micro).",
-    ),
     keep: int | None = typer.Option(
         None, envvar="WIDGETAL_KEEP", help="Keep only the newest N models."
     ),
@@ -458,18 +427,16 @@ def orchestrate(
         db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
         models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
         explore=explore, keep=keep, wait_seconds=wait_seconds, aggregate=aggregate,
-        metric=metric,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")
         raise typer.Exit(1)
     if run is not None:
         if run.status == "trained":
-            scores = ", ".join(f"{NAMES[k]} {run.metrics[k]:.3f}"
-                               for k in _headline_first(str(run.model_file))[:3]
-                               if k in run.metrics)
             console.print(
-                f"Run #{run.run_id}: {run.n_labels} labels, {scores}; saved {run.model_file}; "
+                f"Run #{run.run_id}: {run.n_labels} labels, accuracy "
+                f"{run.metrics.get('accuracy', float('nan')):.3f}, macro-F1 "
+                f"{run.metrics.get('f1_macro', float('nan')):.3f}; saved {run.model_file}; "
                 f"reordered {run.n_reranked} items."
             )
         else:
@@ -490,15 +457,13 @@ def models(
     if frame.empty:
         console.print(f"No models in {models_dir} yet: run `widgetal orchestrate --once`.")
         return
-    table = Table("file", "created (UTC)", "labels", "named by", "accuracy", "macro-F1",
-                  "ROC AUC", "avg precision", "featurizer", "strategy", "label counts")
+    table = Table("file", "created (UTC)", "labels", "accuracy", "macro-F1", "ROC AUC",
+                  "featurizer", "strategy", "label counts")
     for r in frame.itertuples():
         counts = ", ".join(f"{k}: {v}" for k, v in (r.label_counts or {}).items())
-        named = f"{NAMES.get(r.metric, r.metric)} {_cell(getattr(r, str(r.metric), None))}"
         table.add_row(
-            r.file, f"{r.created_at:%Y-%m-%d %H:%M:%S}", _cell(r.n_labels), named,
-            _cell(r.accuracy), _cell(r.f1_macro), _cell(r.roc_auc), _cell(r.average_precision),
-            str(r.featurizer), str(r.strategy), counts,
+            r.file, f"{r.created_at:%Y-%m-%d %H:%M:%S}", _cell(r.n_labels), _cell(r.accuracy),
+            _cell(r.f1_macro), _cell(r.roc_auc), str(r.featurizer), str(r.strategy), counts,
         )
     console.print(table)
 
@@ -692,10 +657,6 @@ def simulate(
     aggregate: str = typer.Option(
         "mean", help="Multi-label: mean or max of the per-label uncertainties."
     ),
-    metric: str | None = typer.Option(
-        None, help=_METRIC_HELP + " The learning curves, target and savings use it (default: "
-        "roc_auc for two classes, f1_macro for more, f1_micro multi-label).",
-    ),
     batch: int = typer.Option(100, help="Labels added per round."),
     start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
     test_frac: float = typer.Option(0.1, help="Share held out for the test score."),
@@ -727,7 +688,6 @@ def simulate(
         texts, answers, strategies=chosen, featurizer=featurizer, batch=batch, start=start,
         test_frac=test_frac, repeats=repeats, explore=explore, seed=seed, max_labels=max_labels,
         multi_label=multi_label, label_set=label_set, label_sep=label_sep, aggregate=aggregate,
-        metric=metric,
     )
     paths = result.save(out)
     summary = result.summary()

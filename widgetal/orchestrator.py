@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import coldstart, features, labelsets, models, ranking, stopping, strategies
+from . import audit, features, labelsets, models, stopping, strategies
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
-from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,8 @@ _FEW_LABELS = 200
 class Run:
     """What one cycle did.
 
-    ``status`` is ``"trained"`` (model saved, queue reordered), ``"cold-start"`` (no model yet,
-    ``reason`` says why; the queue was ordered for diversity, :mod:`widgetal.coldstart`),
-    ``"skipped"`` (no model and nothing to order) or ``"failed"`` (``reason`` holds the error).
+    ``status`` is ``"trained"`` (model saved, queue reordered), ``"skipped"`` (``reason`` says
+    why: too few labels, one class) or ``"failed"`` (``reason`` holds the error).
     """
 
     status: str
@@ -95,8 +94,7 @@ class Orchestrator:
     explore : float
         Share of the queue's top slots given to random items.
     estimator : scikit-learn classifier, optional
-        Cloned every cycle; default :func:`widgetal.models.default_estimator` (what
-        ``simulate`` replays). In a multi-label
+        Cloned every cycle; default ``LogisticRegression(max_iter=1000)``. In a multi-label
         project it is wrapped in a one-vs-rest classifier (one copy per label).
     cv_folds : int
         Stratified folds; each class needs at least this many labels before a cycle trains. In
@@ -109,14 +107,6 @@ class Orchestrator:
     aggregate : {"mean", "max"}
         Multi-label projects: how the per-label uncertainties of a text combine into its score
         (see :func:`widgetal.strategies.multilabel_scores`); unused in single-label projects.
-    metric : str, optional
-        The cross-validated score that names each model file and heads ``status``: one of
-        :data:`widgetal.metrics.METRICS` (default ``f1_macro``) or, multi-label,
-        :data:`widgetal.metrics.MULTILABEL_METRICS` (default ``f1_micro``). Every score is
-        computed and kept in the sidecar either way.
-    cold_start : bool
-        While no model can train, order the queue for diversity and the project's boost
-        (:func:`widgetal.coldstart.order_queue`) instead of leaving it in import order.
 
     Examples
     --------
@@ -137,12 +127,8 @@ class Orchestrator:
         keep: int | None = None,
         random_state: int = 0,
         aggregate: str = "mean",
-        cold_start: bool = True,
-        metric: str | None = None,
     ):
         strategies.check_strategy(strategy, queue.multi_label)
-        default_metric = models.MULTILABEL_NAME_METRIC if queue.multi_label else models.NAME_METRIC
-        self.metric = check_metric(metric or default_metric, queue.multi_label)
         if aggregate not in strategies.AGGREGATES:
             raise ValueError(
                 f"aggregate must be one of {list(strategies.AGGREGATES)}, got {aggregate!r}."
@@ -158,12 +144,11 @@ class Orchestrator:
         self.featurizer = featurizer
         self.strategy = strategy
         self.explore = explore
-        self.estimator = estimator if estimator is not None else models.default_estimator()
+        self.estimator = estimator if estimator is not None else LogisticRegression(max_iter=1000)
         self.cv_folds = cv_folds
         self.keep = keep
         self.random_state = random_state
         self.aggregate = aggregate
-        self.cold_start = cold_start
         self.multi_label = queue.multi_label
         self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
         self._cached = features.is_cacheable(featurizer)
@@ -173,9 +158,8 @@ class Orchestrator:
     def run_once(self) -> Run:
         """Train, cross-validate, save, score the unlabelled items and reorder the queue.
 
-        Too few labels or a single class is not an error: no model is saved and the run
-        records the reason; the unlabelled texts are ordered for diversity (a cold-start run)
-        unless ``cold_start`` is off. Any other failure is recorded in the run
+        Too few labels or a single class is not an error: the cycle is recorded as skipped
+        with the reason, and nothing else changes. Any other failure is recorded in the run
         row and raised.
         """
         q = self.queue
@@ -185,7 +169,8 @@ class Orchestrator:
         timings: dict[str, float] = {}
         try:
             with _timed(timings, "read_labels"):
-                labelled = q.labelled()  # final labels only: disagreements await review
+                # final labels only (disagreements await review); audit labels test, never train
+                labelled, audited = audit.split(q.labelled(audit_column=True))
                 run.awaiting_review = q.awaiting_review()
             if run.awaiting_review:
                 log.info("run %s: %d items left out, awaiting review", run_id,
@@ -197,24 +182,13 @@ class Orchestrator:
                 reason = str(exc)
                 log.info("run %s skipped: %s", run_id, reason)
                 run.status, run.reason, run.timings = "skipped", reason, timings
-                cold = None
-                if self.cold_start:  # no model yet: one text per cluster, boosts first
-                    with _timed(timings, "cold_start"):
-                        cold = coldstart.order_queue(
-                            q, self.featurizer, labelled, run_id, self.random_state,
-                            embedder=self._template if self._cached else None)
-                if cold:
-                    run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
                 run.finished_at = _utcnow()
                 q.finish_run(
                     run_id,
                     n_labels=run.n_labels,
-                    metrics={"awaiting_review": run.awaiting_review,
-                             **({"cold_start": cold} if cold else {})},
+                    metrics={"awaiting_review": run.awaiting_review},
                     timings=_json(timings),
                     error=f"skipped: {reason}",
-                    **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
-                       if cold else {}),
                 )
                 return run
 
@@ -229,6 +203,8 @@ class Orchestrator:
             log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
             with _timed(timings, "fit"):
                 pipeline = self._fit(labelled["text"], X, y)
+            with _timed(timings, "audit"):  # the honest score, on the audit sample
+                run.metrics.update(self._audit(pipeline, audited, run))
             with _timed(timings, "stop_set"):
                 stop = self._stop_set(pipeline, run)
                 run.metrics.update(stop.metrics)  # kappa vs the previous run (stopping.py)
@@ -251,10 +227,9 @@ class Orchestrator:
                     "multi_label": self.multi_label,
                     "stop_set": stop.sidecar,
                 }
-                info["metric"] = self.metric
-                if not self.multi_label and len(run.label_counts) == 2:  # average precision's
-                    info["positive_class"] = positive_class(y, q.labels)
+                name_metric = models.NAME_METRIC
                 if self.multi_label:
+                    name_metric = models.MULTILABEL_NAME_METRIC
                     info.update(
                         aggregate=self.aggregate,
                         trained_labels=run.trained_labels,
@@ -266,7 +241,7 @@ class Orchestrator:
                                     "trained labels of max(p, 1 - p)",
                     )
                 run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info,
-                                                   metric=self.metric)
+                                                   metric=name_metric)
                 if self.keep:
                     models.prune(self.models_dir, self.keep)
             log.info("run %s: saved %s", run_id, run.model_file)
@@ -437,6 +412,15 @@ class Orchestrator:
             )
         return Y[:, trained]
 
+    def _audit(self, pipeline: Pipeline, audited: Any, run: Run) -> dict:
+        """The new model's score on the audit labels, with its interval (widgetal/audit.py)."""
+        if audited.empty:
+            return audit.evaluate(None, None, [], [], self.multi_label)
+        X = self._features(audited["item_id"], audited["text"])
+        model = pipeline.named_steps["classifier"] if self._cached else pipeline
+        return audit.evaluate(model, X, audited["label"].tolist(), run.trained_labels,
+                              self.multi_label, models.THRESHOLD, seed=run.run_id)
+
     def _features(self, item_ids: Any, texts: Any) -> Any:
         """Cached embeddings for transformer featurizers; raw texts for TF-IDF (fitted in CV)."""
         if self._cached:
@@ -466,17 +450,10 @@ class Orchestrator:
         """Metrics averaged over stratified folds, and the out-of-fold confusion matrix (from
         the fold models' own predictions, so no second round of fitting)."""
         classes = np.unique(y)
-        positive = positive_class(y, label_set) if len(classes) == 2 else None
-
-        def precision_recall_area(model, X_test, y_test):  # simulate's definition (metrics.py)
-            proba = model.predict_proba(X_test)
-            return average_precision(y_test, proba, list(model.classes_), positive)
-
         scoring = {
             "accuracy": "accuracy",
             "f1_macro": "f1_macro",
             "roc_auc": "roc_auc" if len(classes) == 2 else "roc_auc_ovr",
-            "average_precision": precision_recall_area,
         }
         cv = StratifiedKFold(n_splits=self.cv_folds, shuffle=True, random_state=self.random_state)
         model = self._model(len(y))
@@ -574,8 +551,7 @@ class Orchestrator:
     ) -> int:
         run_id = run.run_id
         with _timed(timings, "read_pool"):
-            # in id order, not queue order: the ranking depends on the labels and the seed only
-            pool = self.queue.undone().sort_values("item_id", kind="stable")
+            pool = self.queue.undone()
         if pool.empty:
             log.info("run %s: every item is labelled; nothing to reorder", run_id)
             return 0
@@ -593,7 +569,7 @@ class Orchestrator:
         with _timed(timings, "score"):
             # One prediction serves the strategy and the guesses the app shows.
             try:
-                proba, scores = ranking.rank_pool(
+                proba, scores = strategies.rank_pool(
                     self.strategy,
                     classifier,
                     X_pool,
@@ -663,7 +639,6 @@ def orchestrate(
     explore: float = 0.0,
     keep: int | None = None,
     aggregate: str = "mean",
-    metric: str | None = None,
     wait_seconds: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> Run | None:
@@ -688,7 +663,6 @@ def orchestrate(
             explore=explore,
             keep=keep,
             aggregate=aggregate,
-            metric=metric,
         )
         log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s%s models in %s",
                  q, featurizer, strategy, explore,

@@ -539,6 +539,11 @@ class Queue:
         with self.db.read() as conn:
             return project.read_setting(conn, "on_disagreement", "review")
 
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A stored project setting (``default`` when it was never set)."""
+        with self.db.read() as conn:
+            return project.read_setting(conn, key, default)
+
     @property
     def audit_share(self) -> float:
         """The share of hand-outs drawn at random for the audit sample (0: off)."""
