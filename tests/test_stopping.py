@@ -193,3 +193,10 @@ def test_a_multi_label_run_records_kappa_over_the_flattened_label_decisions(
     assert sidecar["stop_set"]["predictions"] == {  # each text's predicted set, sorted
         str(i): sorted(name for name, on in zip(ML_LABELS, row) if on)
         for i, row in zip(stop_set, rows)}
+
+
+def test_the_documented_examples_hold():
+    import doctest
+
+    result = doctest.testmod(stopping)
+    assert result.attempted >= 5 and result.failed == 0
