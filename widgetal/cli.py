@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import WidgetalError
+from .metrics import NAMES
 from .queue import Queue
 from .serve import DEFAULT_POOL
 
@@ -23,6 +24,9 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 _FEATURIZER_HELP = "tfidf (words), tfidf-char (words + characters), or transformer:NAME_OR_PATH."
+_METRIC_HELP = ("roc_auc, average_precision (of the rarer class with two classes, else the mean "
+                "over classes), f1_macro or accuracy; multi-label: f1_micro, f1_macro, "
+                "subset_accuracy or roc_auc.")
 
 DbOption = typer.Option(
     None, "--db", help="Database URL (default: $WIDGETAL_DB_URL, else the widgetal.json project "
@@ -345,14 +349,20 @@ def status(db: str | None = DbOption):
     if runs:
         r = runs[0]
         when = f"{r['started_at']:%Y-%m-%d %H:%M:%S} UTC"
-        if r["error"]:
+        if r["strategy"] == "cold-start":  # no model yet; the queue was ordered for diversity
+            cold = (r["metrics"] or {}).get("cold_start") or {}
+            boosted = f", {cold['boosted']} boosted texts first" if cold.get("boosted") else ""
+            console.print(
+                f"Latest run #{r['id']} at {when}: no model yet ({r['error']}); queue ordered "
+                f"for diversity: one text per cluster of {cold.get('clusters', '?')}, the "
+                f"smallest clusters first{boosted}. The first trained run takes over.")
+        elif r["error"]:
             console.print(f"Latest run #{r['id']} at {when}: {r['error']}")
         else:
             m = r["metrics"] or {}
             scores = ", ".join(
-                f"{name} {m[key]:.3f}"
-                for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro-F1"),
-                                  ("roc_auc", "ROC AUC"))
+                f"{NAMES[key]} {m[key]:.3f}"
+                for key in _headline_first(r["model_file"])
                 if isinstance(m.get(key), float) and m[key] == m[key]
             )
             left_out = m.get("awaiting_review") or 0
@@ -365,6 +375,21 @@ def status(db: str | None = DbOption):
         console.print("No orchestrator run yet.")
     _print_audit_curve(q)
     _print_stop_signal(q)
+    from .coldstart import read_boost
+
+    active = read_boost(q)
+    if active:
+        console.print(f"Boost: {active.describe()}", highlight=False)
+
+
+def _headline_first(model_file: str | None) -> list[str]:
+    """Score keys for a run line: the one the model is named by (``--metric``) first."""
+    from .models import named_metric
+
+    keys = ["accuracy", "f1_macro", "roc_auc", "average_precision", "f1_micro",
+            "subset_accuracy"]
+    named = named_metric(Path(model_file).name) if model_file else None
+    return ([named] if named in keys else []) + [k for k in keys if k != named]
 
 
 def _print_stop_signal(q: Queue) -> None:
@@ -374,6 +399,48 @@ def _print_stop_signal(q: Queue) -> None:
     runs = q.runs(limit=20)
     if any(r["model_file"] for r in runs):
         console.print(f"Stop signal: {stop_signal(runs).line()}", highlight=False)
+
+
+@app.command()
+def boost(
+    query: list[str] | None = typer.Argument(
+        None, help='Keyword query: words, "quoted phrases", a trailing * for any ending, OR '
+        'between alternatives (e.g. \'refund OR chargeback OR "money back"\').'),
+    like: list[str] = typer.Option(
+        [], "--like", help="An example text: the texts most like it come first (repeatable)."),
+    top: int = typer.Option(20, help="With --like: how many of the most similar texts per "
+                            "example are boosted."),
+    clear: bool = typer.Option(False, "--clear", help="End every boost."),
+    featurizer: str | None = typer.Option(
+        None, help="Feature space for --like (default: the latest run's, else "
+        "$WIDGETAL_FEATURIZER, else tfidf)."),
+    db: str | None = DbOption,
+):
+    """Bring texts matching a keyword query, or like a few examples, to the front of the queue."""
+    from . import coldstart
+
+    q = open_queue(db)
+    if clear:
+        if query or like:
+            raise typer.BadParameter("--clear takes no query and no --like.")
+        ended = coldstart.clear_boost(q)
+        console.print(f"Boost ended ({ended.describe()}); the next orchestrator run orders the "
+                      "queue without it.", highlight=False)
+        return
+    if not query and not like:
+        console.print(f"Boost: {coldstart.read_boost(q).describe()}", highlight=False)
+        return
+    runs = q.runs(limit=50)
+    featurizer = (featurizer or next((r["featurizer"] for r in runs if r["featurizer"]), None)
+                  or os.environ.get("WIDGETAL_FEATURIZER") or "tfidf")
+    active, moved = coldstart.add_boost(q, [" ".join(query)] if query else [], like, top=top,
+                                        featurizer=featurizer)
+    trained = any(r["model_file"] for r in runs)
+    console.print(
+        f"Boost: {active.describe()}. {moved} texts moved to the front of the queue now. "
+        + ("A model has trained: the next trained run orders the queue by uncertainty again."
+           if trained else "Until a model trains, every orchestrator run keeps them first."),
+        highlight=False)
 
 
 @app.command()
@@ -403,6 +470,10 @@ def orchestrate(
         help="Multi-label projects: a text's uncertainty is the mean or the max of its "
         "per-label uncertainties.",
     ),
+    metric: str | None = typer.Option(
+        None, envvar="WIDGETAL_METRIC", help=_METRIC_HELP + " Names the model files and heads "
+        "status (default: f1_macro; multi-label: f1_micro).",
+    ),
     keep: int | None = typer.Option(
         None, envvar="WIDGETAL_KEEP", help="Keep only the newest N models."
     ),
@@ -427,16 +498,18 @@ def orchestrate(
         db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
         models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
         explore=explore, keep=keep, wait_seconds=wait_seconds, aggregate=aggregate,
+        metric=metric,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")
         raise typer.Exit(1)
     if run is not None:
         if run.status == "trained":
+            scores = ", ".join(f"{NAMES[k]} {run.metrics[k]:.3f}"
+                               for k in _headline_first(str(run.model_file))[:3]
+                               if k in run.metrics)
             console.print(
-                f"Run #{run.run_id}: {run.n_labels} labels, accuracy "
-                f"{run.metrics.get('accuracy', float('nan')):.3f}, macro-F1 "
-                f"{run.metrics.get('f1_macro', float('nan')):.3f}; saved {run.model_file}; "
+                f"Run #{run.run_id}: {run.n_labels} labels, {scores}; saved {run.model_file}; "
                 f"reordered {run.n_reranked} items."
             )
         else:
@@ -457,13 +530,15 @@ def models(
     if frame.empty:
         console.print(f"No models in {models_dir} yet: run `widgetal orchestrate --once`.")
         return
-    table = Table("file", "created (UTC)", "labels", "accuracy", "macro-F1", "ROC AUC",
-                  "featurizer", "strategy", "label counts")
+    table = Table("file", "created (UTC)", "labels", "named by", "accuracy", "macro-F1",
+                  "ROC AUC", "avg precision", "featurizer", "strategy", "label counts")
     for r in frame.itertuples():
         counts = ", ".join(f"{k}: {v}" for k, v in (r.label_counts or {}).items())
+        named = f"{NAMES.get(r.metric, r.metric)} {_cell(getattr(r, str(r.metric), None))}"
         table.add_row(
-            r.file, f"{r.created_at:%Y-%m-%d %H:%M:%S}", _cell(r.n_labels), _cell(r.accuracy),
-            _cell(r.f1_macro), _cell(r.roc_auc), str(r.featurizer), str(r.strategy), counts,
+            r.file, f"{r.created_at:%Y-%m-%d %H:%M:%S}", _cell(r.n_labels), named,
+            _cell(r.accuracy), _cell(r.f1_macro), _cell(r.roc_auc), _cell(r.average_precision),
+            str(r.featurizer), str(r.strategy), counts,
         )
     console.print(table)
 
@@ -657,6 +732,10 @@ def simulate(
     aggregate: str = typer.Option(
         "mean", help="Multi-label: mean or max of the per-label uncertainties."
     ),
+    metric: str | None = typer.Option(
+        None, help=_METRIC_HELP + " The learning curves, target and savings use it (default: "
+        "roc_auc for two classes, f1_macro for more, f1_micro multi-label).",
+    ),
     batch: int = typer.Option(100, help="Labels added per round."),
     start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
     test_frac: float = typer.Option(0.1, help="Share held out for the test score."),
@@ -688,6 +767,7 @@ def simulate(
         texts, answers, strategies=chosen, featurizer=featurizer, batch=batch, start=start,
         test_frac=test_frac, repeats=repeats, explore=explore, seed=seed, max_labels=max_labels,
         multi_label=multi_label, label_set=label_set, label_sep=label_sep, aggregate=aggregate,
+        metric=metric,
     )
     paths = result.save(out)
     summary = result.summary()

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import audit, features, labelsets, models, stopping, strategies
+from . import audit, coldstart, features, labelsets, models, ranking, stopping, strategies
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
+from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,9 @@ _FEW_LABELS = 200
 class Run:
     """What one cycle did.
 
-    ``status`` is ``"trained"`` (model saved, queue reordered), ``"skipped"`` (``reason`` says
-    why: too few labels, one class) or ``"failed"`` (``reason`` holds the error).
+    ``status`` is ``"trained"`` (model saved, queue reordered), ``"cold-start"`` (no model yet,
+    ``reason`` says why; the queue was ordered for diversity, :mod:`widgetal.coldstart`),
+    ``"skipped"`` (no model and nothing to order) or ``"failed"`` (``reason`` holds the error).
     """
 
     status: str
@@ -94,7 +95,8 @@ class Orchestrator:
     explore : float
         Share of the queue's top slots given to random items.
     estimator : scikit-learn classifier, optional
-        Cloned every cycle; default ``LogisticRegression(max_iter=1000)``. In a multi-label
+        Cloned every cycle; default :func:`widgetal.models.default_estimator` (what
+        ``simulate`` replays). In a multi-label
         project it is wrapped in a one-vs-rest classifier (one copy per label).
     cv_folds : int
         Stratified folds; each class needs at least this many labels before a cycle trains. In
@@ -107,6 +109,14 @@ class Orchestrator:
     aggregate : {"mean", "max"}
         Multi-label projects: how the per-label uncertainties of a text combine into its score
         (see :func:`widgetal.strategies.multilabel_scores`); unused in single-label projects.
+    metric : str, optional
+        The cross-validated score that names each model file and heads ``status``: one of
+        :data:`widgetal.metrics.METRICS` (default ``f1_macro``) or, multi-label,
+        :data:`widgetal.metrics.MULTILABEL_METRICS` (default ``f1_micro``). Every score is
+        computed and kept in the sidecar either way.
+    cold_start : bool
+        While no model can train, order the queue for diversity and the project's boost
+        (:func:`widgetal.coldstart.order_queue`) instead of leaving it in import order.
 
     Examples
     --------
@@ -127,8 +137,12 @@ class Orchestrator:
         keep: int | None = None,
         random_state: int = 0,
         aggregate: str = "mean",
+        cold_start: bool = True,
+        metric: str | None = None,
     ):
         strategies.check_strategy(strategy, queue.multi_label)
+        default_metric = models.MULTILABEL_NAME_METRIC if queue.multi_label else models.NAME_METRIC
+        self.metric = check_metric(metric or default_metric, queue.multi_label)
         if aggregate not in strategies.AGGREGATES:
             raise ValueError(
                 f"aggregate must be one of {list(strategies.AGGREGATES)}, got {aggregate!r}."
@@ -144,11 +158,12 @@ class Orchestrator:
         self.featurizer = featurizer
         self.strategy = strategy
         self.explore = explore
-        self.estimator = estimator if estimator is not None else LogisticRegression(max_iter=1000)
+        self.estimator = estimator if estimator is not None else models.default_estimator()
         self.cv_folds = cv_folds
         self.keep = keep
         self.random_state = random_state
         self.aggregate = aggregate
+        self.cold_start = cold_start
         self.multi_label = queue.multi_label
         self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
         self._cached = features.is_cacheable(featurizer)
@@ -158,8 +173,9 @@ class Orchestrator:
     def run_once(self) -> Run:
         """Train, cross-validate, save, score the unlabelled items and reorder the queue.
 
-        Too few labels or a single class is not an error: the cycle is recorded as skipped
-        with the reason, and nothing else changes. Any other failure is recorded in the run
+        Too few labels or a single class is not an error: no model is saved and the run
+        records the reason; the unlabelled texts are ordered for diversity (a cold-start run)
+        unless ``cold_start`` is off. Any other failure is recorded in the run
         row and raised.
         """
         q = self.queue
@@ -182,13 +198,24 @@ class Orchestrator:
                 reason = str(exc)
                 log.info("run %s skipped: %s", run_id, reason)
                 run.status, run.reason, run.timings = "skipped", reason, timings
+                cold = None
+                if self.cold_start:  # no model yet: one text per cluster, boosts first
+                    with _timed(timings, "cold_start"):
+                        cold = coldstart.order_queue(
+                            q, self.featurizer, labelled, run_id, self.random_state,
+                            embedder=self._template if self._cached else None)
+                if cold:
+                    run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
                 run.finished_at = _utcnow()
                 q.finish_run(
                     run_id,
                     n_labels=run.n_labels,
-                    metrics={"awaiting_review": run.awaiting_review},
+                    metrics={"awaiting_review": run.awaiting_review,
+                             **({"cold_start": cold} if cold else {})},
                     timings=_json(timings),
                     error=f"skipped: {reason}",
+                    **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
+                       if cold else {}),
                 )
                 return run
 
@@ -227,9 +254,10 @@ class Orchestrator:
                     "multi_label": self.multi_label,
                     "stop_set": stop.sidecar,
                 }
-                name_metric = models.NAME_METRIC
+                info["metric"] = self.metric
+                if not self.multi_label and len(run.label_counts) == 2:  # average precision's
+                    info["positive_class"] = positive_class(y, q.labels)
                 if self.multi_label:
-                    name_metric = models.MULTILABEL_NAME_METRIC
                     info.update(
                         aggregate=self.aggregate,
                         trained_labels=run.trained_labels,
@@ -241,7 +269,7 @@ class Orchestrator:
                                     "trained labels of max(p, 1 - p)",
                     )
                 run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info,
-                                                   metric=name_metric)
+                                                   metric=self.metric)
                 if self.keep:
                     models.prune(self.models_dir, self.keep)
             log.info("run %s: saved %s", run_id, run.model_file)
@@ -450,10 +478,17 @@ class Orchestrator:
         """Metrics averaged over stratified folds, and the out-of-fold confusion matrix (from
         the fold models' own predictions, so no second round of fitting)."""
         classes = np.unique(y)
+        positive = positive_class(y, label_set) if len(classes) == 2 else None
+
+        def precision_recall_area(model, X_test, y_test):  # simulate's definition (metrics.py)
+            proba = model.predict_proba(X_test)
+            return average_precision(y_test, proba, list(model.classes_), positive)
+
         scoring = {
             "accuracy": "accuracy",
             "f1_macro": "f1_macro",
             "roc_auc": "roc_auc" if len(classes) == 2 else "roc_auc_ovr",
+            "average_precision": precision_recall_area,
         }
         cv = StratifiedKFold(n_splits=self.cv_folds, shuffle=True, random_state=self.random_state)
         model = self._model(len(y))
@@ -551,7 +586,8 @@ class Orchestrator:
     ) -> int:
         run_id = run.run_id
         with _timed(timings, "read_pool"):
-            pool = self.queue.undone()
+            # in id order, not queue order: the ranking depends on the labels and the seed only
+            pool = self.queue.undone().sort_values("item_id", kind="stable")
         if pool.empty:
             log.info("run %s: every item is labelled; nothing to reorder", run_id)
             return 0
@@ -569,7 +605,7 @@ class Orchestrator:
         with _timed(timings, "score"):
             # One prediction serves the strategy and the guesses the app shows.
             try:
-                proba, scores = strategies.rank_pool(
+                proba, scores = ranking.rank_pool(
                     self.strategy,
                     classifier,
                     X_pool,
@@ -639,6 +675,7 @@ def orchestrate(
     explore: float = 0.0,
     keep: int | None = None,
     aggregate: str = "mean",
+    metric: str | None = None,
     wait_seconds: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> Run | None:
@@ -663,6 +700,7 @@ def orchestrate(
             explore=explore,
             keep=keep,
             aggregate=aggregate,
+            metric=metric,
         )
         log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s%s models in %s",
                  q, featurizer, strategy, explore,
