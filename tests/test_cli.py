@@ -79,7 +79,8 @@ def test_status_shows_the_latest_run_and_its_cv_scores(sqlite_url, tmp_path):
     q, _ = seed_project(sqlite_url)
     Orchestrator(q, models_dir=tmp_path / "models").run_once()
     out = run("status", db=sqlite_url).stdout
-    assert re.search(r"Latest run #1 at .* UTC: 20 labels, CV accuracy 0\.\d{3}, macro-F1", out)
+    # the score the model file is named by (f1_macro unless --metric says otherwise) first
+    assert re.search(r"Latest run #1 at .* UTC: 20 labels, CV macro-F1 0\.\d{3}, accuracy", out)
     assert "models/" in out and ".pkl" in out
 
 
