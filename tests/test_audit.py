@@ -20,6 +20,7 @@ from widgetal.cli import app
 from widgetal.db import Database
 from widgetal.errors import InvalidInput
 from widgetal.orchestrator import Orchestrator
+from widgetal.widget import Labeller
 
 LABELS = ["negative", "positive"]
 _i = schema.items.c
@@ -273,6 +274,16 @@ def test_audit_labels_are_left_out_of_training_and_score_the_model(db_url, tmp_p
         assert sidecar["metrics"][key] == pytest.approx(m[key])
     assert audit.audit_score(stored) == ("f1_macro", m["audit_f1_macro"], m["audit_ci_low"],
                                          m["audit_ci_high"], len(audited))
+
+    # where people see it: status's audit learning curve, and the labelling app's run line
+    shown = f"{m['audit_f1_macro']:.3f} [{m['audit_ci_low']:.3f}, {m['audit_ci_high']:.3f}]"
+    out = CliRunner().invoke(app, ["status", "--db", db_url])
+    assert out.exit_code == 0, out.output
+    assert "Audit learning curve" in out.output and shown in out.output
+    assert f"{m['f1_macro']:.3f}" in out.output
+    line = Labeller(q, labeller="bo")._model_line.value
+    assert (f"audit macro-F1 {m['audit_f1_macro']:.3f} [{m['audit_ci_low']:.3f}–"
+            f"{m['audit_ci_high']:.3f}] on {len(audited)} random texts") in line
     q.engine.dispose()
 
 

@@ -29,11 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from . import labelsets
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy only where scores are computed: the labelling app reads them back
+    import numpy as np  # (audit_score, curve) in a kernel that loads neither
     import pandas as pd
 
 #: A 95% bootstrap percentile interval from this many resamples of the audit labels.
@@ -83,6 +82,8 @@ def evaluate(
         (the 95% bootstrap percentile interval) and, single-label, ``audit_accuracy``.
         Without audit labels the score and interval are None.
     """
+    import numpy as np
+
     metric = METRIC[multi_label]
     n = len(answers)
     out: dict[str, float | int | None] = {"n_audit": n, f"audit_{metric}": None,
@@ -128,6 +129,8 @@ def audit_score(metrics: dict | None) -> tuple[str, float, float, float, int] | 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """The k × k confusion counts over the classes seen in either (rows true, columns
     predicted)."""
+    import numpy as np
+
     classes, codes = np.unique(np.concatenate([truth, predicted]).astype(str),
                                return_inverse=True)
     k, n = len(classes), len(truth)
@@ -137,6 +140,8 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 def f1_macro(cells: np.ndarray) -> np.ndarray | float:
     """Macro-F1 of confusion counts (``(..., k, k)``), over the classes present (true or
     predicted) in each: what scikit-learn's ``f1_score(average="macro")`` gives."""
+    import numpy as np
+
     cells = np.asarray(cells, dtype=float)
     tp = np.diagonal(cells, axis1=-2, axis2=-1)
     fp = cells.sum(axis=-2) - tp
@@ -148,6 +153,8 @@ def f1_macro(cells: np.ndarray) -> np.ndarray | float:
 
 def micro_counts(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Per item, (true positives, false positives, false negatives) over the labels."""
+    import numpy as np
+
     return np.stack([(truth & predicted).sum(axis=1), (~truth & predicted).sum(axis=1),
                      (truth & ~predicted).sum(axis=1)], axis=1)
 
@@ -155,6 +162,8 @@ def micro_counts(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 def f1_micro(totals: np.ndarray) -> np.ndarray | float:
     """Micro-F1 of (tp, fp, fn) totals (``(..., 3)``); 0 when nothing is true or predicted,
     as scikit-learn's ``f1_score(average="micro")`` gives."""
+    import numpy as np
+
     totals = np.asarray(totals, dtype=float)
     tp, fp, fn = totals[..., 0], totals[..., 1], totals[..., 2]
     denominator = 2 * tp + fp + fn
@@ -169,6 +178,8 @@ def _resample(rows: np.ndarray, resamples: int, rng: np.random.Generator,
     With ``weights`` the single row's entries are cells holding that many items each, and a
     resample is the multinomial draw of n items over the cells.
     """
+    import numpy as np
+
     if weights is not None:
         n = int(weights.sum())
         return rng.multinomial(n, weights / n, size=resamples)

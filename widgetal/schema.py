@@ -75,6 +75,7 @@ sa.Index(
 sa.Index(
     "widgetal_items_audit_order",
     items.c.audit_key,
+    items.c.id,
     sqlite_where=items.c.done_at.is_(None),
     postgresql_where=items.c.done_at.is_(None),
 )

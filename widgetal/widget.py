@@ -26,6 +26,7 @@ from .apps import (  # noqa: F401 - dispatch_key and labeller_from_url: importab
     label_buttons,
     labeller_from_url,
 )
+from .audit import audit_score
 from .errors import DatabaseUnavailable, ItemAlreadyLabelled, NothingToUndo, WidgetalError
 from .keys import APP_CLASS, KeyListener
 from .stopping import stop_signal
@@ -412,7 +413,12 @@ def _score_text(metrics: Any) -> str:
             value = value.get("mean")
         if isinstance(value, (int, float)):
             parts.append(f"{name} {value:.3f}")
-    return ", " + ", ".join(parts[:2]) if parts else ""
+    found = audit_score(metrics)  # the unbiased one: on texts drawn at random (audit.py)
+    if found is not None:
+        metric, score, low, high, n = found
+        parts = parts[:2] + [f"audit {'macro' if metric == 'f1_macro' else 'micro'}-F1 "
+                             f"{score:.3f} [{low:.3f}–{high:.3f}] on {n} random texts"]
+    return ", " + ", ".join(parts[:3]) if parts else ""
 
 
 __all__ = ["Labeller", "labeller_from_url"]

@@ -51,7 +51,8 @@ def upgrade() -> None:
     )
     op.execute(_random_keys[op.get_bind().dialect.name])
     op.create_index(
-        "widgetal_items_audit_order", "widgetal_items", ["audit_key"], **_where("done_at IS NULL")
+        "widgetal_items_audit_order", "widgetal_items", ["audit_key", "id"],
+        **_where("done_at IS NULL"),
     )
     _set_schema_version(3)
 
