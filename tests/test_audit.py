@@ -411,3 +411,15 @@ def test_a_version_2_database_upgrades_in_place_and_loses_nothing(db_url, tmp_pa
     q.add(["a new text"])
     assert len(q.labelled(audit_column=True)) == 1  # item 1, decided by the reviewer
     q.engine.dispose()
+
+
+def test_the_quickstart_project_draws_the_default_audit_sample_and_keeps_a_chosen_one(
+        sqlite_url):
+    from widgetal.quickstart import seed_project
+
+    q, _ = seed_project(sqlite_url)
+    assert q.audit_share == 0.05
+    q.configure(audit_share=0.2)
+    q, _ = seed_project(sqlite_url)  # started again: the owner's choice stays
+    assert q.audit_share == 0.2
+    q.engine.dispose()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import io, projectfile, serve
 from .errors import InvalidInput
+from .project import DEFAULT_AUDIT_SHARE
 from .queue import Queue
 
 SAMPLE = Path(__file__).with_name("data") / "sample.csv"
@@ -47,6 +48,8 @@ def seed_project(
             "imported."
         )
     q = Queue(db_url, labels=labels)
+    if q.setting("audit_share") is None and not q.count_label_events():
+        q.configure(audit_share=DEFAULT_AUDIT_SHARE)  # a new project, as `widgetal init` makes
     has_label = "label" in frame.columns
     result = q.add(
         frame,
