@@ -423,3 +423,39 @@ def test_the_quickstart_project_draws_the_default_audit_sample_and_keeps_a_chose
     q, _ = seed_project(sqlite_url)  # started again: the owner's choice stays
     assert q.audit_share == 0.2
     q.engine.dispose()
+
+
+def test_a_multi_label_project_is_scored_by_micro_f1_on_its_audit_sets(db_url, tmp_path):
+    names = ["billing", "urgent", "spam"]
+    cue = {"billing": "invoice", "urgent": "asap", "spam": "prize"}
+    rng = np.random.default_rng(2)
+    texts, truth = [], {}
+    for i in range(500):
+        carried = [n for n, p in zip(names, (0.5, 0.3, 0.3)) if rng.random() < p]
+        words = list(rng.choice(_FILLER, 5)) + [cue[n] for n in carried]
+        if rng.random() < 0.2:  # a misleading cue now and then: the models err
+            words.append(cue[names[rng.integers(3)]])
+        rng.shuffle(words)
+        texts.append(f"{' '.join(words)} #{i}")
+        truth[texts[-1]] = carried
+    q = Queue(db_url, labels=names, multi_label=True)
+    q.add(texts)
+    q.configure(audit_share=0.3)
+    item = q.pop("ana")
+    for _ in range(200):
+        item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+    labelled = q.labelled(audit_column=True)
+    audited = labelled[labelled["audit"]]
+    run = Orchestrator(q, models_dir=tmp_path / "models").run_once()
+    assert run.status == "trained" and run.n_labels == (~labelled["audit"]).sum()
+    m = run.metrics
+    assert m["n_audit"] == len(audited) > 30
+    saved = models.load_model(run.model_file)
+    trained = json.loads(run.model_file.with_suffix(".json").read_text())["trained_labels"]
+    predicted = saved.predict_proba(audited["text"].tolist()) >= models.THRESHOLD
+    expected = np.array([[n in truth[t] for n in trained] for t in audited["text"]])
+    assert m["audit_f1_micro"] == pytest.approx(
+        f1_score(expected, predicted, average="micro"), abs=1e-12)
+    assert m["audit_ci_low"] <= m["audit_f1_micro"] <= m["audit_ci_high"]
+    assert "audit_f1_macro" not in m
+    q.engine.dispose()
