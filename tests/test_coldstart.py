@@ -322,3 +322,41 @@ def test_boost_and_cold_start_from_the_command_line(db_url, tmp_path):
     assert "reimburse OR chargeback" in cli("boost", "--clear", db=db_url).stdout
     assert "Boost: none" in cli("boost", db=db_url).stdout
     q.engine.dispose()
+
+
+def test_cold_start_in_a_multi_label_project(sqlite_url, tmp_path):
+    q = Queue(sqlite_url, labels=["billing", "urgent"], multi_label=True)
+    data = topic_texts()
+    q.add(data[["id", "text"]], text="text", id="id")
+    topic = dict(zip(data["id"], data["topic"]))
+    run = Orchestrator(q, models_dir=tmp_path / "m").run_once()
+    assert run.status == "cold-start" and "no label" in run.reason
+    assert "refund" in [topic[i.external_id] for i in served(q, 3)]
+
+
+def test_cold_start_with_embeddings_uses_the_feature_cache(sqlite_url, tmp_path, monkeypatch):
+    from test_features import build_tiny_model
+
+    from widgetal.features import TransformerEmbedder
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    q = Queue(sqlite_url, labels=LABELS)
+    data = topic_texts().iloc[::4]  # 117 texts: the tiny model is slow enough
+    q.add(data[["id", "text"]], text="text", id="id")
+    embedded: list[str] = []
+    original = TransformerEmbedder.transform
+
+    def counting(self, X):
+        embedded.extend(X)
+        return original(self, X)
+
+    monkeypatch.setattr(TransformerEmbedder, "transform", counting)
+    orch = Orchestrator(q, models_dir=tmp_path / "m", featurizer=f"transformer:{model_dir}")
+    first = orch.run_once()
+    assert first.status == "cold-start" and first.n_reranked == len(data)
+    assert sorted(embedded) == sorted(data["text"])  # each text embedded once, then cached
+    embedded.clear()
+    add_boost(q, like=[data["text"].iloc[-1]], top=3, featurizer=f"transformer:{model_dir}")
+    second = orch.run_once()
+    assert second.status == "cold-start" and q.runs(1)[0]["metrics"]["cold_start"]["boosted"] > 0
+    assert set(embedded) <= {data["text"].iloc[-1]}  # only the example: the pool is cached
