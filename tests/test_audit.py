@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -458,4 +459,38 @@ def test_a_multi_label_project_is_scored_by_micro_f1_on_its_audit_sets(db_url, t
         f1_score(expected, predicted, average="micro"), abs=1e-12)
     assert m["audit_ci_low"] <= m["audit_f1_micro"] <= m["audit_ci_high"]
     assert "audit_f1_macro" not in m
+    q.engine.dispose()
+
+
+def test_the_models_notebook_plots_and_lists_the_audit_curve(tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    import widgetal
+
+    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    texts, truth = _texts(400, seed=3)
+    q = Queue(url, labels=LABELS)
+    q.add(texts)
+    q.configure(audit_share=0.3)
+    orchestrator = Orchestrator(q, models_dir=tmp_path / "models", cv_folds=3)
+    item = q.pop("ana")
+    for _ in range(2):
+        for _ in range(60):
+            item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+        orchestrator.run_once()
+    latest = q.runs(limit=1)[0]["metrics"]
+    monkeypatch.setenv("WIDGETAL_DB_URL", url)
+    monkeypatch.setenv("WIDGETAL_MODELS_DIR", str(tmp_path / "models"))
+    path = Path(widgetal.__file__).with_name("notebooks") / "models.ipynb"  # the packaged copy
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    tables = [o.data["text/html"] for o in outputs
+              if o.output_type in ("display_data", "execute_result") and "text/html" in o.data]
+    curve = next(t for t in tables if "ci_low" in t)
+    assert f"{latest['audit_f1_macro']:.3f}" in curve and f"{latest['audit_ci_high']:.3f}" in curve
+    assert str(latest["n_audit"]) in curve
     q.engine.dispose()
