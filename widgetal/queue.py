@@ -240,7 +240,9 @@ class Queue:
         """Lease the best free item to ``labeller``; None when nothing is left for them.
 
         A labeller who already holds a live lease gets that same item back, so a reloaded
-        page does not strand it.
+        page does not strand it. With an audit share set, that share of pops (each by its own
+        draw) serves the audit reserve in key order instead, marking the item ``audit`` (see
+        :mod:`widgetal.audit`).
         """
         labeller = _check_labeller(labeller)
         with self.db.write(durable=False) as conn:
