@@ -1,7 +1,7 @@
 """When more labels are unlikely to help: a stop signal from stabilizing predictions.
 
 Each trained run predicts a fixed random *stop set* of texts (drawn once per models folder from
-the texts unlabelled then, up to :data:`STOP_SET_SIZE` of them, and kept in ``stop_set.json``
+the texts unlabelled then, up to :data:`STOP_SET_SIZE` of them, and kept in ``.stop_set.json``
 there). The run's sidecar holds those predictions, keyed by item id, and the run records
 Cohen's kappa between its predictions and the previous run's (``stop_kappa`` in its metrics,
 so the runs table carries it). Once consecutive models agree almost perfectly, further labels
@@ -45,8 +45,9 @@ KAPPA_THRESHOLD = 0.99
 #: How many consecutive kappas must all reach the threshold, and how many runs back the audit
 #: score is compared with.
 WINDOW = 3
-#: The file in the models folder that keeps the stop set's item ids.
-STOP_SET_FILE = "stop_set.json"
+#: The file in the models folder that keeps the stop set's item ids (hidden, so listings of
+#: model sidecars, ``*.json``, never meet it).
+STOP_SET_FILE = ".stop_set.json"
 
 #: The audit scores a run may carry (widgetal.audit.METRIC's values).
 _AUDIT_METRICS = ("f1_macro", "f1_micro")
@@ -82,7 +83,7 @@ class StopSetResult:
 
 def stop_set_ids(models_dir: str | os.PathLike, pool_ids: Callable[[], Iterable[int]],
                  seed: int = 0, size: int = STOP_SET_SIZE) -> list[int]:
-    """The project's stop set: read from ``models_dir/stop_set.json``, else drawn now.
+    """The project's stop set: read from ``models_dir/.stop_set.json``, else drawn now.
 
     Parameters
     ----------
