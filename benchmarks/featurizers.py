@@ -148,7 +148,8 @@ DATASETS = {"tweets": tweets_file, "spam": spam_file}
 # -- 1. savings -------------------------------------------------------------------------------
 
 
-def run_simulate(dataset: str, name: str, explore: float, repeats: int) -> Path | None:
+def run_simulate(dataset: str, name: str, explore: float, repeats: int,
+                 max_labels: int | None = None) -> Path | None:
     found = DATASETS[dataset]()
     if found is None:
         return None
@@ -157,6 +158,8 @@ def run_simulate(dataset: str, name: str, explore: float, repeats: int) -> Path 
     cmd = [sys.executable, "-m", "widgetal.cli", "simulate", str(path), *options,
            "--featurizer", spec_of(name), "--strategies", STRATEGIES,
            "--repeats", str(repeats), "--explore", str(explore), "--out", str(folder)]
+    if max_labels:
+        cmd += ["--max-labels", str(max_labels)]
     load = os.getloadavg()
     started = time.perf_counter()
     print(f"\n== {dataset} / {name} / explore {explore:g}: {' '.join(cmd[3:])}", flush=True)
@@ -168,7 +171,8 @@ def run_simulate(dataset: str, name: str, explore: float, repeats: int) -> Path 
         raise SystemExit(f"widgetal simulate failed for {dataset}/{name}")
     meta = {
         "dataset": dataset, "featurizer": name, "explore": explore, "repeats": repeats,
-        "strategies": STRATEGIES, "seconds": round(seconds), "cpus": os.cpu_count(),
+        "strategies": STRATEGIES, "max_labels": max_labels, "seconds": round(seconds),
+        "cpus": os.cpu_count(),
         "load_before": [round(x, 1) for x in load],
         "load_after": [round(x, 1) for x in os.getloadavg()],
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -233,13 +237,14 @@ def savings_table() -> list[str]:
         worse = ("never" if not x["worse_points"] else
                  f"at {x['worse_points']}/{x['points']} points ({x['worse_range']} labels), "
                  f"by up to {x['worst_gap']:.3f}")
+        limit = f", curves cut at {x['max_labels']:,} labels" if x.get("max_labels") else ""
         lines.append(
             f"| {x['dataset']} | {x['featurizer']} | {x['explore']:g} | "
             f"{x['metric']} {x['full_score']:.3f} | {n(x['random_labels'])} | "
             f"{n(x['best_labels'])} ({pct(x['saving'])}) | "
             f"{n(x['default_labels'])} ({pct(x['default_saving'])}) | {worse} | "
             f"{x['seconds']} s, {x['load_before'][0]:.0f}-{x['load_after'][0]:.0f} ({x['date']}, "
-            f"{x['repeats']} repeats) |"
+            f"{x['repeats']} repeats{limit}) |"
         )
     return lines
 
@@ -345,6 +350,8 @@ def main() -> None:
     parser.add_argument("--featurizers", default="tfidf,tfidf-char,minilm")
     parser.add_argument("--explore", default="0", help="Comma-separated shares to simulate.")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-labels", type=int, default=None,
+                        help="Cut every curve here (quicker; the targets must lie below it).")
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--labels", type=int, default=5_000)
     parser.add_argument("--skip-simulate", action="store_true")
@@ -358,7 +365,8 @@ def main() -> None:
             for dataset in args.datasets.split(","):
                 for explore in (float(x) for x in args.explore.split(",")):
                     for name in names:
-                        if run_simulate(dataset, name, explore, args.repeats) is None:
+                        if run_simulate(dataset, name, explore, args.repeats,
+                                        args.max_labels) is None:
                             break
         if not args.skip_cycle:
             bench_cycles(names, args.items, args.labels)

@@ -108,7 +108,7 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert 0.55 < sidecar["metrics"]["accuracy"] <= 1.0  # better than chance: a real CV score
     assert 0.5 < sidecar["metrics"]["roc_auc"] <= 1.0
     assert sum(sidecar["label_counts"].values()) == 300
-    assert sidecar["labels"] == LABELS and sidecar["featurizer"] == "tfidf"
+    assert sidecar["labels"] == LABELS and sidecar["featurizer"] == "tfidf-char"
     assert {"cross_validate", "fit", "score", "reorder"} <= set(sidecar["timings"])
     assert sidecar["n_reranked"] == run.n_reranked
     matrix = np.asarray(sidecar["confusion_matrix"])  # out of fold, rows = true labels

@@ -23,7 +23,8 @@ app = typer.Typer(
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-_FEATURIZER_HELP = "tfidf (words), tfidf-char (words + characters), or transformer:NAME_OR_PATH."
+_FEATURIZER_HELP = ("tfidf-char (words + characters, the default), tfidf (words), or "
+                    "transformer:NAME_OR_PATH.")
 _METRIC_HELP = ("roc_auc, average_precision (of the rarer class with two classes, else the mean "
                 "over classes), f1_macro or accuracy; multi-label: f1_micro, f1_macro, "
                 "subset_accuracy or roc_auc.")
@@ -456,7 +457,7 @@ def orchestrate(
         None, envvar="WIDGETAL_MODELS_DIR", help=f"Where model files go {_MODELS_HELP}."
     ),
     featurizer: str = typer.Option(
-        "tfidf", envvar="WIDGETAL_FEATURIZER", help=_FEATURIZER_HELP
+        "tfidf-char", envvar="WIDGETAL_FEATURIZER", help=_FEATURIZER_HELP
     ),
     strategy: str = typer.Option(
         "entropy", envvar="WIDGETAL_STRATEGY",
@@ -739,7 +740,7 @@ def simulate(
     batch: int = typer.Option(100, help="Labels added per round."),
     start: int = typer.Option(100, help="Size of the random seed set (holds every class)."),
     test_frac: float = typer.Option(0.1, help="Share held out for the test score."),
-    featurizer: str = typer.Option("tfidf", help=_FEATURIZER_HELP),
+    featurizer: str = typer.Option("tfidf-char", help=_FEATURIZER_HELP),
     repeats: int = typer.Option(3, help="Repeats with different seed sets (mean and std)."),
     explore: float = typer.Option(0.0, help="Share of each batch drawn at random."),
     seed: int = typer.Option(123, help="Seeds the test split and the repeats."),

@@ -21,16 +21,22 @@ log = logging.getLogger(__name__)
 
 #: Prefix of a featurizer spec naming a transformer model: ``transformer:NAME_OR_PATH``.
 TRANSFORMER_PREFIX = "transformer:"
+#: What the orchestrator, ``orchestrate``, ``quickstart`` and ``simulate`` use unless told:
+#: words + characters saved the most labels in benchmarks/featurizers.py (README, "Which
+#: featurizer"), at a cycle time that stays in minutes at 100,000 items; MiniLM was no better
+#: than random on the tweets and costs an embedding of every text.
+DEFAULT_FEATURIZER = "tfidf-char"
 
 
-def make_featurizer(spec: str = "tfidf") -> BaseEstimator:
+def make_featurizer(spec: str = DEFAULT_FEATURIZER) -> BaseEstimator:
     """Build the featurizer a spec names.
 
     Parameters
     ----------
     spec : str
         ``"tfidf"``: word 1-2-grams, sublinear term frequency, terms in at least two texts.
-        ``"tfidf-char"``: those word features side by side with character 2-5-grams (within
+        ``"tfidf-char"`` (the default): those word features side by side with character
+        2-5-grams (within
         word boundaries), the row scaled to unit length. Spelling variants, elongations
         ("soooo") and emoticons share features, which helps short noisy texts; about five
         times the columns, and about 2.5x the fitting time of ``"tfidf"``.
@@ -284,5 +290,6 @@ def _as_texts(X: Any) -> list[str]:
 
 
 __all__ = [
-    "make_featurizer", "TransformerEmbedder", "WordCharTfidf", "embed_cached", "is_cacheable",
+    "DEFAULT_FEATURIZER", "make_featurizer", "TransformerEmbedder", "WordCharTfidf",
+    "embed_cached", "is_cacheable",
 ]

@@ -88,7 +88,8 @@ class Orchestrator:
     models_dir : path
         Where model files and sidecars go.
     featurizer : str
-        ``"tfidf"`` or ``"transformer:NAME_OR_PATH"`` (embeddings cached in the database).
+        ``"tfidf-char"`` (default), ``"tfidf"`` or ``"transformer:NAME_OR_PATH"`` (embeddings
+        cached in the database); see :func:`widgetal.features.make_featurizer`.
     strategy : str
         A name from :data:`widgetal.strategies.STRATEGIES` (multi-label projects:
         :data:`widgetal.strategies.MULTILABEL_STRATEGIES`, the committee being single-label).
@@ -129,7 +130,7 @@ class Orchestrator:
         self,
         queue: Queue,
         models_dir: str | Path = "models",
-        featurizer: str = "tfidf",
+        featurizer: str = features.DEFAULT_FEATURIZER,
         strategy: str = "entropy",
         explore: float = 0.0,
         estimator: Any = None,
@@ -670,7 +671,7 @@ def orchestrate(
     interval_seconds: float = 60,
     min_new_labels: int = 10,
     models_dir: str | Path = "models",
-    featurizer: str = "tfidf",
+    featurizer: str = features.DEFAULT_FEATURIZER,
     strategy: str = "entropy",
     explore: float = 0.0,
     keep: int | None = None,

@@ -139,7 +139,7 @@ def simulate(
     labels: Sequence[Any],
     *,
     strategies: Sequence[str] | None = None,
-    featurizer: str = "tfidf",
+    featurizer: str = "tfidf-char",
     estimator: Any = None,
     batch: int = 100,
     start: int = 100,
