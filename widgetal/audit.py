@@ -96,14 +96,13 @@ def evaluate(
         predicted = np.asarray(model.predict_proba(X)) >= threshold
         counts = micro_counts(truth, predicted)
         score = f1_micro(counts.sum(axis=0))
-        draws = f1_micro(_resample(counts, RESAMPLES, rng))
+        draws = f1_micro(_resample_rows(counts, RESAMPLES, rng))
     else:
         truth = np.asarray(answers, dtype=object)
         predicted = np.asarray(model.predict(X), dtype=object)
         cells = confusion(truth, predicted)
         score = f1_macro(cells)
-        draws = f1_macro(_resample(cells.reshape(1, -1), RESAMPLES, rng,
-                                   weights=cells.ravel()).reshape(-1, *cells.shape))
+        draws = f1_macro(_resample_cells(cells, RESAMPLES, rng))
         out["audit_accuracy"] = float(np.trace(cells) / n)
     low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     out.update({f"audit_{metric}": float(score), "audit_ci_low": float(low),
@@ -170,23 +169,24 @@ def f1_micro(totals: np.ndarray) -> np.ndarray | float:
     return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
 
 
-def _resample(rows: np.ndarray, resamples: int, rng: np.random.Generator,
-              weights: np.ndarray | None = None) -> np.ndarray:
-    """Bootstrap totals: resampling n items with replacement, as multinomial counts over the
-    distinct rows (items with equal rows are interchangeable), summed.
-
-    With ``weights`` the single row's entries are cells holding that many items each, and a
-    resample is the multinomial draw of n items over the cells.
-    """
+def _resample_cells(cells: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap confusion matrices: resampling the n items with replacement is drawing n items
+    over the cells, each cell as likely as its share of the items (multinomial)."""
     import numpy as np
 
-    if weights is not None:
-        n = int(weights.sum())
-        return rng.multinomial(n, weights / n, size=resamples)
+    n = int(cells.sum())
+    draws = rng.multinomial(n, cells.ravel() / n, size=resamples)
+    return draws.reshape(resamples, *np.shape(cells))
+
+
+def _resample_rows(rows: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap totals of per-item rows: the same draw over the distinct rows (items with
+    equal rows are interchangeable), summed."""
+    import numpy as np
+
     distinct, counts = np.unique(rows, axis=0, return_counts=True)
     n = int(counts.sum())
-    draws = rng.multinomial(n, counts / n, size=resamples)  # (resamples, distinct)
-    return draws @ distinct
+    return rng.multinomial(n, counts / n, size=resamples) @ distinct
 
 
 def curve(runs: Sequence[dict]) -> list[dict[str, Any]]:
