@@ -102,3 +102,28 @@ def test_report_of_a_project_without_runs_says_so(sqlite_url, tmp_path):
     run("report", "--out", str(out), db=sqlite_url)
     page = out.read_text()
     assert "No trained run yet" in page and "0</b> of <b>2</b> texts" in page
+
+
+def test_models_notebook_draws_the_live_curve_against_the_simulation(
+    project, sqlite_url, monkeypatch
+):
+    pytest.importorskip("nbclient")
+    from test_notebooks import _errors, _outputs, _run
+
+    from widgetal.serve import MODELS_NOTEBOOK
+
+    _q, tmp_path = project
+    sim = tmp_path / "sim"
+    run("simulate", str(tmp_path / "labelled.csv"), "--strategies", "random,entropy",
+        "--batch", "60", "--start", "40", "--repeats", "1", "--max-labels", "160",
+        "--out", str(sim), db=sqlite_url)
+    without = _run(MODELS_NOTEBOOK, monkeypatch, WIDGETAL_DB_URL=sqlite_url,
+                   WIDGETAL_MODELS_DIR=str(tmp_path / "models"))
+    with_sim = _run(MODELS_NOTEBOOK, monkeypatch, WIDGETAL_DB_URL=sqlite_url,
+                    WIDGETAL_MODELS_DIR=str(tmp_path / "models"), WIDGETAL_SIMULATION_DIR=str(sim))
+
+    assert not _errors(without) and not _errors(with_sim)
+    said = " ".join(o.data["text/markdown"] for o in _outputs(without, "text/markdown"))
+    assert "No simulation to compare with" in said
+    # one figure more: the audit curve beside simulate's random and entropy curves
+    assert len(_outputs(with_sim, "image/png")) == len(_outputs(without, "image/png")) + 1

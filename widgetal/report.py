@@ -80,6 +80,9 @@ def read_simulation(folder: str | Path) -> dict[str, Any]:
     if not {"strategy", "n_labels"} <= set(frame.columns):
         raise InvalidInput(f"{curves} is not a simulate curves file (it needs strategy and "
                            "n_labels columns).")
+    if not any(c.endswith("_mean") for c in frame.columns):
+        raise InvalidInput(f"{curves} holds no score columns (NAME_mean): not a simulate "
+                           "curves file.")
     table = pd.read_csv(summary) if summary.is_file() else None
     headline = None
     if table is not None:
@@ -265,6 +268,18 @@ def _learning_plot(ax, trained: list[dict], cv_metric: str, sim: dict | None,
     return "Score against labels: " + "; ".join(said) + "."
 
 
+def plot_learning_curve(ax: Any, runs: list[dict], sim: dict[str, Any] | None = None,
+                        multi_label: bool = False) -> str:
+    """Draw the live audit curve (with intervals), the CV curve and, given ``sim`` (from
+    :func:`read_simulation`), simulate's curves for random and the project's strategy on
+    ``ax``; returns the caption. ``runs`` are ``Queue.runs()`` rows, newest first. The models
+    notebook draws the same figure.
+    """
+    trained = [r for r in runs if not r.get("error") and r.get("model_file")]
+    strategy = trained[0].get("strategy") if trained else None
+    return _learning_plot(ax, trained, "f1_micro" if multi_label else "f1_macro", sim, strategy)
+
+
 def _sim_strategies(sim: dict, strategy: str | None) -> list[str]:
     present = list(dict.fromkeys(sim["curves"]["strategy"].astype(str)))
     return [s for s in ("random", strategy) if s and s in present]
@@ -305,4 +320,4 @@ def _cell(value: Any) -> str:
     return _e(value) if number is None else (f"{number:.4g}")
 
 
-__all__ = ["write_report", "render", "read_simulation"]
+__all__ = ["write_report", "render", "read_simulation", "plot_learning_curve"]
