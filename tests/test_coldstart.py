@@ -228,6 +228,8 @@ def test_like_brings_the_similar_texts_first(topics):
     boost, moved = add_boost(q, like=["my bank card was charged twice, I want a refund"], top=6)
     assert moved == 6 and boost.like and boost.top == 6
     assert [topic[i.external_id] for i in served(q, 6)] == ["refund"] * 6
+    add_boost(q, ["oven"])  # a query added later keeps the examples and their --top
+    assert read_boost(q).like == boost.like and read_boost(q).top == 6
 
 
 def test_a_trained_model_replaces_the_cold_start_order(topics, tmp_path):

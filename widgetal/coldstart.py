@@ -347,7 +347,7 @@ def add_boost(
     boost = Boost(
         current.queries + [q.text for q in parsed if q.text not in current.queries],
         current.like + [t for t in like if t not in current.like],
-        top,
+        top if like else current.top,  # a query alone leaves --like's --top as it was
     )
     moved = boost_now(queue, parsed, like, top, featurizer)
     with queue.db.write() as conn:
