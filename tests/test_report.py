@@ -102,6 +102,7 @@ def test_report_of_a_project_without_runs_says_so(sqlite_url, tmp_path):
     run("report", "--out", str(out), db=sqlite_url)
     page = out.read_text()
     assert "No trained run yet" in page and "0</b> of <b>2</b> texts" in page
+    assert "No stop signal yet: no trained run yet" in page
 
 
 def test_models_notebook_draws_the_live_curve_against_the_simulation(

@@ -197,9 +197,11 @@ class StopSignal:
 
     def line(self) -> str:
         """One line for ``status`` and the labelling app."""
+        known = any(k is not None for _, _, k in self.kappas)
         head = ("More labels are unlikely to help" if self.stop
                 else "Predictions have stabilized" if self.kappa_stable
-                else "Not yet stable: labels still change the model")
+                else "Not yet stable: labels still change the model" if known
+                else "No stop signal yet")
         return f"{head}: {self.why}"
 
 
