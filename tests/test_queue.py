@@ -379,6 +379,27 @@ def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
     assert len(statements) == 1
 
 
+def test_a_reorder_of_most_of_the_queue_leaves_its_indexes_as_they_were(queue):
+    # Large enough that SQLite rebuilds the priority indexes instead of moving each entry.
+    n = 25_000
+    queue.add(_texts(n))
+    indexes = _indexes(queue)
+    scores = np.random.default_rng(1).random(n)
+    assert queue.reorder(np.arange(1, n + 1), scores) == n
+    assert _indexes(queue) == indexes
+    best = (np.argsort(-scores, kind="stable")[:5] + 1).tolist()
+    assert [queue.pop(f"l{i}").item_id for i in range(5)] == best
+
+
+def _indexes(queue) -> list[tuple]:
+    """The items table's indexes: name, columns, order, uniqueness and WHERE clause."""
+    return sorted(
+        (ix["name"], tuple(ix["column_names"]), str(ix.get("column_sorting")), ix["unique"],
+         sorted((k, str(v)) for k, v in ix.get("dialect_options", {}).items()))
+        for ix in sa.inspect(queue.engine).get_indexes("widgetal_items")
+    )
+
+
 def test_reorder_with_guesses_is_one_statement_per_chunk_too(queue):
     queue.add(_texts(2_000))
     statements = []

@@ -660,12 +660,7 @@ class Queue:
         if not np.all(np.isfinite(vals)):
             raise ValueError("scores must be finite numbers (no NaN or infinity).")
         labels, probas = self._check_guesses(guesses, len(ids))
-        with self.db.translate_errors():
-            if self.dialect == "sqlite":
-                return self._reorder_sqlite(ids.tolist(), vals.tolist(), ranked_by, labels,
-                                            probas)
-            return self._reorder_postgresql(ids.tolist(), vals.tolist(), ranked_by, labels,
-                                            probas)
+        return self.db.write_priorities(ids.tolist(), vals.tolist(), ranked_by, labels, probas)
 
     def _check_guesses(
         self, guesses: tuple[Sequence[str], Sequence[float]] | None, n: int
@@ -694,52 +689,6 @@ class Queue:
                 f"guesses hold labels {sorted(unknown)} outside the label set {self._labels}."
             )
         return labels, values.tolist()
-
-    def _reorder_sqlite(self, ids: list[int], vals: list[float], ranked_by: int | None,
-                        labels: list[str] | None, probas: list[float] | None) -> int:
-        n = len(ids)
-        guess_labels = labels if labels is not None else [None] * n
-        guess_probas = probas if probas is not None else [None] * n
-        with self.engine.connect() as conn:
-            # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
-            with conn.execution_options(widgetal_begin="DEFERRED").begin():
-                conn.execute(sql.create_scores_table_sqlite)
-                conn.execute(sql.clear_scores_table_sqlite)
-                for start in range(0, n, 100_000):
-                    end = start + 100_000
-                    conn.execute(
-                        sql.insert_scores_sqlite,
-                        [
-                            {"i": i, "s": s, "g": g, "p": p}
-                            for i, s, g, p in zip(ids[start:end], vals[start:end],
-                                                  guess_labels[start:end],
-                                                  guess_probas[start:end])
-                        ],
-                    )
-            with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
-                changed = conn.execute(
-                    sql.apply_priorities_sqlite, {"ranked_by": ranked_by}
-                ).rowcount
-                conn.execute(sql.clear_scores_table_sqlite)
-        return changed
-
-    def _reorder_postgresql(self, ids: list[int], vals: list[float], ranked_by: int | None,
-                            labels: list[str] | None, probas: list[float] | None) -> int:
-        changed = 0
-        with self.db.write() as conn:
-            for start in range(0, len(ids), 50_000):
-                end = start + 50_000
-                changed += conn.execute(
-                    sql.apply_priorities_postgresql,
-                    {
-                        "ranked_by": ranked_by,
-                        "item_ids": ids[start:end],
-                        "scores": vals[start:end],
-                        "guess_labels": None if labels is None else labels[start:end],
-                        "guess_probas": None if probas is None else probas[start:end],
-                    },
-                ).rowcount
-        return changed
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -591,6 +591,16 @@ apply_priorities_sqlite = sa.text(
     "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
 )
 
+# A reorder that moves much of the queue drops the indexes on the priority and builds them again
+# in its transaction: moving a million index entries one at a time costs far more than one sorted
+# build. SQLite's DDL is transactional and WAL readers keep their snapshot, so pops never see the
+# indexes missing; they wait for the write lock as for any reorder.
+_priority_indexes = sorted(
+    (ix for ix in items.indexes if "priority" in ix.columns.keys()), key=lambda ix: ix.name
+)
+drop_priority_indexes = [sa.schema.DropIndex(ix) for ix in _priority_indexes]
+create_priority_indexes = [sa.schema.CreateIndex(ix) for ix in _priority_indexes]
+
 # PostgreSQL: arrays unnested into a join, one chunk per statement, all in one transaction.
 # Without guesses their arrays are NULL, which unnest pads with NULLs.
 apply_priorities_postgresql = sa.text(
