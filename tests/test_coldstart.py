@@ -166,7 +166,7 @@ def test_cold_start_serves_one_text_per_cluster_and_the_rare_topic_first(topics,
     k = row["metrics"]["cold_start"]["clusters"]
     assert k == round(np.sqrt(len(data)))
     # the same features and clusters, recomputed outside the orchestrator
-    X = make_featurizer("tfidf").fit_transform(data["text"])
+    X = make_featurizer(row["featurizer"]).fit_transform(data["text"])
     clusters = dict(zip(data["id"], diversity_scores(X).clusters))
     first = served(q, k)
     assert {i.ranked_by for i in first} == {run.run_id}

@@ -414,11 +414,12 @@ def boost(
     clear: bool = typer.Option(False, "--clear", help="End every boost."),
     featurizer: str | None = typer.Option(
         None, help="Feature space for --like (default: the latest run's, else "
-        "$WIDGETAL_FEATURIZER, else tfidf)."),
+        "$WIDGETAL_FEATURIZER, else tfidf-char)."),
     db: str | None = DbOption,
 ):
     """Bring texts matching a keyword query, or like a few examples, to the front of the queue."""
     from . import coldstart
+    from .features import DEFAULT_FEATURIZER
 
     q = open_queue(db)
     if clear:
@@ -433,7 +434,7 @@ def boost(
         return
     runs = q.runs(limit=50)
     featurizer = (featurizer or next((r["featurizer"] for r in runs if r["featurizer"]), None)
-                  or os.environ.get("WIDGETAL_FEATURIZER") or "tfidf")
+                  or os.environ.get("WIDGETAL_FEATURIZER") or DEFAULT_FEATURIZER)
     active, moved = coldstart.add_boost(q, [" ".join(query)] if query else [], like, top=top,
                                         featurizer=featurizer)
     trained = any(r["model_file"] for r in runs)

@@ -325,7 +325,7 @@ def add_boost(
     queries: Sequence[str] = (),
     like: Sequence[str] = (),
     top: int = LIKE_TOP,
-    featurizer: str = "tfidf",
+    featurizer: str = features.DEFAULT_FEATURIZER,
 ) -> tuple[Boost, int]:
     """Check, store and apply a boost; returns the project's boost and how many texts it moved
     to the front now.
