@@ -2,7 +2,8 @@
 
 Everything dialect-specific about *connecting* lives here (SQLite pragmas, BEGIN IMMEDIATE,
 psycopg 3), and so does the one write whose mechanics differ by dialect: a reorder of many
-items (SQLite: a temporary table and index rebuild; PostgreSQL: arrays unnested into a join).
+items (SQLite: a temporary table, and an index rebuild for a large one; PostgreSQL: arrays
+unnested into a join).
 The statements themselves live in ``sql.py``. The pragmas and BEGIN below are connection
 settings, not queries, which is why they are written here.
 """
@@ -21,8 +22,8 @@ from .errors import DatabaseUnavailable
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CONNECT_TIMEOUT_S = 10
 # A SQLite reorder of at least this many items, and this share of all items, rebuilds the
-# priority indexes instead of moving each entry: at 1,000,000 items the UPDATE went from 66 s
-# to 3 s, plus 3 s to build (measured on a loaded machine); a small reorder keeps them.
+# items' indexes instead of moving each entry (see sql.drop_item_indexes); a small reorder
+# keeps them.
 _REBUILD_MIN = 20_000
 _REBUILD_SHARE = 0.1
 
@@ -78,23 +79,22 @@ class Database:
                 conn.execute(sql.clear_scores_table_sqlite)
                 for start in range(0, n, 100_000):
                     end = start + 100_000
-                    conn.execute(
+                    conn.exec_driver_sql(
                         sql.insert_scores_sqlite,
-                        [{"i": i, "s": s, "g": g, "p": p}
-                         for i, s, g, p in zip(ids[start:end], scores[start:end],
-                                               guess_labels[start:end], guess_probas[start:end])],
+                        list(zip(ids[start:end], scores[start:end], guess_labels[start:end],
+                                 guess_probas[start:end])),
                     )
             with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
                 rebuild = n >= _REBUILD_MIN and n >= _REBUILD_SHARE * (
                     conn.execute(sql.read_item_count).scalar() or 0)
                 if rebuild:
-                    for statement in sql.drop_priority_indexes:
+                    for statement in sql.drop_item_indexes:
                         conn.execute(statement)
                 changed = conn.execute(
                     sql.apply_priorities_sqlite, {"ranked_by": ranked_by}
                 ).rowcount
                 if rebuild:
-                    for statement in sql.create_priority_indexes:
+                    for statement in sql.create_item_indexes:
                         conn.execute(statement)
                 conn.execute(sql.clear_scores_table_sqlite)
         return changed
