@@ -175,6 +175,15 @@ def test_cold_start_serves_one_text_per_cluster_and_the_rare_topic_first(topics,
     assert {topic[i.external_id] for i in first} == set(TOPICS)
 
 
+def test_the_labelling_app_says_the_queue_is_ordered_for_diversity(topics, tmp_path):
+    from widgetal.widget import Labeller
+
+    q, _, _ = topics
+    run = Orchestrator(q, models_dir=tmp_path / "m").run_once()
+    line = Labeller(q, labeller="ana")._model_line.value
+    assert f"ordered for diversity by run #{run.run_id}" in line and "no model yet" in line
+
+
 def test_cold_start_off_leaves_import_order(topics, tmp_path):
     q, _, _ = topics
     before = priorities(q)

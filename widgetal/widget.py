@@ -294,6 +294,9 @@ class Labeller(_AppLines, widgets.VBox):
             except DatabaseUnavailable:
                 return ""
         run = self._runs.get(run_id)
+        if run and run.get("strategy") == "cold-start":  # no model yet: ordered for diversity
+            return _note(f"Queue ordered for diversity by run #{run_id} (no model yet): "
+                         "one text per cluster of similar texts, rare clusters first.")
         score = _score_text(run.get("metrics") if run else None)
         n = f", {run['n_labels']} labels" if run and run.get("n_labels") is not None else ""
         return _note(f"Queue ranked by model run #{run_id}{n}{score}.") + _stop_note(self._runs)
