@@ -479,6 +479,15 @@ def orchestrate(
     keep: int | None = typer.Option(
         None, envvar="WIDGETAL_KEEP", help="Keep only the newest N models."
     ),
+    pool_size: int = typer.Option(
+        200_000, envvar="WIDGETAL_POOL_SIZE",
+        help="Score a random subpool of this many unlabelled texts per cycle, plus the --top "
+        "ones at the head of the queue; the rest keep their priority (0: score every text).",
+    ),
+    top: int = typer.Option(
+        10_000, envvar="WIDGETAL_TOP", help="Texts at the head of the queue that a cycle with "
+        "a subpool always re-scores.",
+    ),
     wait_seconds: float | None = typer.Option(
         None, envvar="WIDGETAL_WAIT_SECONDS",
         help="Give up if the database is not up by then (default: forever; 120 with --once).",
@@ -491,6 +500,11 @@ def orchestrate(
 
     from .orchestrator import orchestrate as run_orchestrator
 
+    if pool_size < 0 or top < 0:
+        err.print(f"error: --pool-size and --top are counts of texts, 0 or more (got "
+                  f"{pool_size} and {top}); --pool-size 0 scores every text.")
+        raise typer.Exit(2)
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -500,7 +514,7 @@ def orchestrate(
         db_url(db), once=once, interval_seconds=interval_seconds, min_new_labels=min_new_labels,
         models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
         explore=explore, keep=keep, wait_seconds=wait_seconds, aggregate=aggregate,
-        metric=metric,
+        metric=metric, pool_size=pool_size or None, top=top,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")
@@ -512,7 +526,10 @@ def orchestrate(
                                if k in run.metrics)
             console.print(
                 f"Run #{run.run_id}: {run.n_labels} labels, {scores}; saved {run.model_file}; "
-                f"reordered {run.n_reranked} items."
+                f"reordered {run.n_reranked} items"
+                + (f" (a random subpool of {run.pool['window']} and the {run.pool['head']} at "
+                   "the head of the queue; the others kept their priority)."
+                   if run.pool.get("sampled") else ".")
             )
         else:
             console.print(f"Run #{run.run_id} {run.status}: {run.reason}")
@@ -746,6 +763,14 @@ def simulate(
     explore: float = typer.Option(0.0, help="Share of each batch drawn at random."),
     seed: int = typer.Option(123, help="Seeds the test split and the repeats."),
     max_labels: int | None = typer.Option(None, help="Stop curves at this many labels."),
+    pool_size: int | None = typer.Option(
+        None, help="Replay bounded cycles: each round scores a random subpool of this many "
+        "unlabelled texts plus the --top at the head of the queue (default: all of them).",
+    ),
+    top: int | None = typer.Option(
+        None, help="With --pool-size: texts at the head of the queue re-scored each round "
+        "(default: --batch).",
+    ),
     out: Path = typer.Option(Path("results"), help="Folder for curves.csv, summary.csv, PNG."),
     encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
     columns: str | None = typer.Option(
@@ -769,7 +794,7 @@ def simulate(
         texts, answers, strategies=chosen, featurizer=featurizer, batch=batch, start=start,
         test_frac=test_frac, repeats=repeats, explore=explore, seed=seed, max_labels=max_labels,
         multi_label=multi_label, label_set=label_set, label_sep=label_sep, aggregate=aggregate,
-        metric=metric,
+        metric=metric, pool_size=pool_size, top=top,
     )
     paths = result.save(out)
     summary = result.summary()

@@ -33,6 +33,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from . import audit, coldstart, features, labelsets, models, ranking, stopping, strategies
+from . import pool as subpool
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Errors worth retrying: the server is down or restarting, or SQLite is busy.
 TRANSIENT_ERRORS = (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+#: Seeds the subpool's generator apart from the ranking's.
+_POOL_STREAM = 1
 
 #: Below this many labels, TF-IDF keeps terms seen once (min_df=1).
 _FEW_LABELS = 200
@@ -70,6 +74,9 @@ class Run:
     trained_labels: list[str] = field(default_factory=list)
     untrained_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: What the cycle scored (:func:`widgetal.pool.read_subpool`): ``sampled`` False when every
+    #: unlabelled item was; else the window and head counts. The others kept their priority.
+    pool: dict[str, Any] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -115,6 +122,12 @@ class Orchestrator:
         :data:`widgetal.metrics.METRICS` (default ``f1_macro``) or, multi-label,
         :data:`widgetal.metrics.MULTILABEL_METRICS` (default ``f1_micro``). Every score is
         computed and kept in the sidecar either way.
+    pool_size : int, optional
+        Score a random subpool of this many unlabelled items per cycle plus the ``top``
+        items at the head of the queue (:mod:`widgetal.pool`); ``None`` scores them all.
+        Projects with at most ``pool_size`` unlabelled items are always scored whole.
+    top : int
+        Items at the head of the queue that every bounded cycle re-scores.
     cold_start : bool
         While no model can train, order the queue for diversity and the project's boost
         (:func:`widgetal.coldstart.order_queue`) instead of leaving it in import order.
@@ -140,8 +153,12 @@ class Orchestrator:
         aggregate: str = "mean",
         cold_start: bool = True,
         metric: str | None = None,
+        pool_size: int | None = subpool.DEFAULT_POOL_SIZE,
+        top: int = subpool.DEFAULT_TOP,
     ):
         strategies.check_strategy(strategy, queue.multi_label)
+        self.pool_size = subpool.check_pool_size(pool_size)
+        self.top = subpool.check_top(top)
         default_metric = models.MULTILABEL_NAME_METRIC if queue.multi_label else models.NAME_METRIC
         self.metric = check_metric(metric or default_metric, queue.multi_label)
         if aggregate not in strategies.AGGREGATES:
@@ -276,13 +293,15 @@ class Orchestrator:
             log.info("run %s: saved %s", run_id, run.model_file)
 
             run.n_reranked = self._rerank(run, pipeline, X, y, timings)
-            models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked)
+            models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked,
+                              pool=run.pool)
             run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
             q.finish_run(
                 run_id,
                 n_labels=run.n_labels,
                 # beside the scores: how many items the model could not learn from yet
-                metrics={**_json(run.metrics), "awaiting_review": run.awaiting_review},
+                metrics={**_json(run.metrics), "awaiting_review": run.awaiting_review,
+                         "pool": run.pool},
                 model_file=str(run.model_file),
                 timings=_json(timings),
                 n_reranked=run.n_reranked,
@@ -587,8 +606,11 @@ class Orchestrator:
     ) -> int:
         run_id = run.run_id
         with _timed(timings, "read_pool"):
-            # in id order, not queue order: the ranking depends on the labels and the seed only
-            pool = self.queue.undone().sort_values("item_id", kind="stable")
+            # in id order, not queue order: the ranking depends on the labels and the seed only;
+            # the subpool's own generator leaves the ranking's draws as a full cycle's
+            pool, run.pool = subpool.read_subpool(
+                self.queue, self.pool_size, self.top,
+                np.random.default_rng([self.random_state, run_id, _POOL_STREAM]))
         if pool.empty:
             log.info("run %s: every item is labelled; nothing to reorder", run_id)
             return 0
@@ -677,6 +699,8 @@ def orchestrate(
     keep: int | None = None,
     aggregate: str = "mean",
     metric: str | None = None,
+    pool_size: int | None = subpool.DEFAULT_POOL_SIZE,
+    top: int = subpool.DEFAULT_TOP,
     wait_seconds: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> Run | None:
@@ -702,6 +726,8 @@ def orchestrate(
             keep=keep,
             aggregate=aggregate,
             metric=metric,
+            pool_size=pool_size,
+            top=top,
         )
         log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s%s models in %s",
                  q, featurizer, strategy, explore,

@@ -35,6 +35,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from . import labelsets
+from . import pool as subpool
 from .errors import InvalidInput, NotEnoughLabels
 from .io import read_table
 from .metrics import NAMES, check_metric, classification_scores, positive_class
@@ -157,6 +158,8 @@ def simulate(
     label_sep: str | None = None,
     aggregate: str = "mean",
     metric: str | None = None,
+    pool_size: int | None = None,
+    top: int | None = None,
 ) -> SimulationResult:
     """Simulate active learning on labelled texts and return the learning curves.
 
@@ -216,6 +219,13 @@ def simulate(
         with two classes, the mean over classes otherwise), or for a multi-label file of
         :data:`widgetal.metrics.MULTILABEL_METRICS`. Default ``roc_auc`` for two classes,
         ``f1_macro`` for more, ``f1_micro`` multi-label.
+    pool_size : int, optional
+        Replay the orchestrator's bounded cycles (:mod:`widgetal.pool`): each round scores
+        the sampler's random window of this many unlabelled texts plus the ``top`` at the
+        head of the queue; the others keep their last score, and the batch is the head of the
+        queue so kept. Default: every unlabelled text is scored.
+    top : int, optional
+        With ``pool_size``: how many at the head are re-scored (default ``batch``).
 
     Returns
     -------
@@ -261,6 +271,11 @@ def simulate(
             "Need --batch >= 1, --start >= 1, 0 < --test-frac < 1, --repeats >= 1 and "
             f"0 <= explore <= 1 (got {batch}, {start}, {test_frac}, {repeats}, {explore})."
         )
+    try:
+        pool_size = subpool.check_pool_size(pool_size)
+        top = batch if top is None else subpool.check_top(top)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     keep = np.flatnonzero(y != "")
     if test_index is not None:
         # Positions refer to the rows given; map them onto the kept rows.
@@ -329,9 +344,12 @@ def simulate(
                 continue
             rng = np.random.default_rng([seed, repeat, _stable_hash(name)])
             done[name] = []
+            # the subpool's generator is the strategy's twin's too: twins sample alike
+            sampler = None if pool_size is None else _Sampler(
+                len(y_pool), pool_size, top, np.random.default_rng([seed, repeat, 1]))
             for n_labels, scores in _curve(
                 name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
-                rng, explore, n_members, label_names, aggregate, positive,
+                rng, explore, n_members, label_names, aggregate, positive, sampler,
             ):
                 done[name].append(
                     {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
@@ -343,7 +361,7 @@ def simulate(
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
         "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
         "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
-        "metric": metric,
+        "metric": metric, "pool_size": pool_size, "top": top if pool_size else None,
     }
     if positive is not None:
         settings["positive_class"] = positive
@@ -491,6 +509,7 @@ def replay_round(
     n_members: int = 5,
     multi_label: bool = False,
     aggregate: str = "mean",
+    among: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One simulated cycle's ranking: what the orchestrator would put first, given its model.
 
@@ -507,16 +526,18 @@ def replay_round(
     labelled : ndarray of bool, shape (n_pool,)
     rng, explore, n_members, multi_label, aggregate
         As for :func:`widgetal.ranking.rank_pool`.
+    among : ndarray of int, optional
+        The unlabelled positions to score (a bounded cycle's subpool); default all.
 
     Returns
     -------
     left : ndarray of int
-        The unlabelled pool positions, in position order.
+        The scored pool positions, in position order.
     scores : ndarray of float
         Their scores, higher = ask sooner; ``left[top_n(scores, batch)]`` is the next batch.
     """
     have = np.flatnonzero(labelled)
-    left = np.flatnonzero(~labelled)
+    left = np.flatnonzero(~labelled) if among is None else np.sort(among)
     _, scores = rank_pool(
         name, model, X_pool[left], rng=rng, explore=explore, multi_label=multi_label,
         aggregate=aggregate, X_labelled=X_pool[have], y_labelled=y_pool[have],
@@ -525,8 +546,32 @@ def replay_round(
     return left, scores
 
 
+class _Sampler:
+    """The queue of a simulated project with bounded cycles: each text's fixed random key
+    (its ``audit_key``) and its priority, kept until a cycle scores it again."""
+
+    def __init__(self, n: int, pool_size: int, top: int, rng: np.random.Generator):
+        self.keys = rng.random(n)
+        self.priority = np.zeros(n)
+        self.pool_size, self.top, self.rng = pool_size, top, rng
+
+    def subpool(self, left: np.ndarray) -> np.ndarray | None:
+        """The positions this round scores (None: all of ``left``, as the orchestrator does
+        while at most ``pool_size`` are unlabelled)."""
+        if left.size <= self.pool_size:
+            return None
+        start = subpool.draw_start(self.rng, 0.0)  # simulate has no audit reserve
+        window = left[subpool.window(self.keys[left], start, 0.0, self.pool_size)]
+        head = left[np.lexsort((left, -self.priority[left]))[: self.top]]  # priority desc, id
+        return np.union1d(window, head)
+
+    def next_batch(self, left: np.ndarray, n: int) -> np.ndarray:
+        """The head of the queue: what labellers are served next."""
+        return left[np.lexsort((left, -self.priority[left]))[:n]]
+
+
 def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng,
-           explore, n_members, label_names=None, aggregate="mean", positive=None):
+           explore, n_members, label_names=None, aggregate="mean", positive=None, sampler=None):
     """Yield (n_labels, test scores) after each round of one strategy (``label_names``: the
     labels of a multi-label ``y``, else None)."""
     labelled = np.zeros(len(y_pool), dtype=bool)
@@ -537,11 +582,20 @@ def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, lim
         yield int(have.size), _score(model, X_test, y_test, label_names, positive)
         if have.size >= limit or have.size == len(y_pool):
             return
+        among = None if sampler is None else sampler.subpool(np.flatnonzero(~labelled))
         left, scores = replay_round(
             name, model, X_pool, y_pool, labelled, rng=rng, explore=explore,
             n_members=n_members, multi_label=label_names is not None, aggregate=aggregate,
+            among=among,
         )
-        labelled[left[top_n(scores, min(batch, limit - have.size))]] = True
+        n = min(batch, limit - have.size)
+        if among is None:
+            if sampler is not None:
+                sampler.priority[left] = scores
+            labelled[left[top_n(scores, n)]] = True
+        else:  # the unscored keep their last priority: the batch is the queue's head
+            sampler.priority[left] = scores
+            labelled[sampler.next_batch(np.flatnonzero(~labelled), n)] = True
 
 
 def _score(model, X_test, y_test, label_names=None, positive=None) -> dict[str, float]:

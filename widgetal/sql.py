@@ -91,6 +91,22 @@ read_undone_batch = (
     .limit(sa.bindparam("limit"))
 )
 
+# Bounded cycles (widgetal/pool.py). Whether more than :limit items are undone, counted
+# without reading the rest: a small project is scored whole.
+count_undone_upto = sa.select(sa.func.count()).select_from(
+    sa.select(_i.id).where(_i.done_at.is_(None)).limit(sa.bindparam("limit")).subquery()
+)
+
+# A random subpool: undone items whose fixed uniform key lies in [:start, :stop), in key
+# order, at most :limit (the audit-order index serves it; the caller wraps the window around).
+read_pool_window = (
+    sa.select(_i.id, _i.text)
+    .where(_i.done_at.is_(None), _i.audit_key >= sa.bindparam("start"),
+           _i.audit_key < sa.bindparam("stop"))
+    .order_by(_i.audit_key, _i.id)
+    .limit(sa.bindparam("limit"))
+)
+
 # -- the hand-out -----------------------------------------------------------------------------
 
 _live_lease = sa.and_(_i.leased_by.is_not(None), _i.lease_expires_at > _now)
@@ -126,6 +142,16 @@ def _queue_order(audit: bool) -> tuple:
     if audit:
         return _in_audit_reserve, (_i.audit_key, _i.id)
     return _outside_audit_reserve, (_i.priority.desc(), _i.id)
+
+
+# The top of the priority queue (outside the audit reserve), which a bounded cycle always
+# re-scores with the new model; the queue-order index serves it.
+read_queue_top = (
+    sa.select(_i.id, _i.text)
+    .where(_i.done_at.is_(None), _outside_audit_reserve)
+    .order_by(_i.priority.desc(), _i.id)
+    .limit(sa.bindparam("limit"))
+)
 
 
 def _next_free_item(skip_locked: bool, audit: bool = False) -> sa.Select:
