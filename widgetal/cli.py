@@ -492,6 +492,11 @@ def orchestrate(
         None, envvar="WIDGETAL_WAIT_SECONDS",
         help="Give up if the database is not up by then (default: forever; 120 with --once).",
     ),
+    dask: str | None = typer.Option(
+        None, "--dask", envvar="WIDGETAL_DASK",
+        help="A Dask scheduler (tcp://HOST:8786) whose workers featurize and score the pool; "
+        "default: in-process. Needs pip install 'widgetal[cluster]'.",
+    ),
     log_level: str = typer.Option("INFO", envvar="WIDGETAL_LOG_LEVEL", help="DEBUG, INFO, ..."),
     db: str | None = DbOption,
 ):
@@ -515,6 +520,7 @@ def orchestrate(
         models_dir=models_folder(db, models_dir), featurizer=featurizer, strategy=strategy,
         explore=explore, keep=keep, wait_seconds=wait_seconds, aggregate=aggregate,
         metric=metric, pool_size=pool_size or None, top=top,
+        dask=dask,
     )
     if run is None and once:  # stopped by a signal before the cycle could run
         err.print("error: stopped before the database answered; no cycle ran.")

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 
 from . import audit, coldstart, features, labelsets, models, ranking, stopping, strategies
 from . import pool as subpool
+from .cluster import Cluster, ClusterEmbedder, ClusterModel
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
 from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
@@ -74,6 +75,8 @@ class Run:
     trained_labels: list[str] = field(default_factory=list)
     untrained_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: With ``dask=``: the scheduler and how many workers featurized and scored the pool.
+    cluster: dict[str, Any] | None = None
     #: What the cycle scored (:func:`widgetal.pool.read_subpool`): ``sampled`` False when every
     #: unlabelled item was; else the window and head counts. The others kept their priority.
     pool: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +134,9 @@ class Orchestrator:
     cold_start : bool
         While no model can train, order the queue for diversity and the project's boost
         (:func:`widgetal.coldstart.order_queue`) instead of leaving it in import order.
+    dask : str or distributed.Client, optional
+        A Dask scheduler (``"tcp://HOST:8786"``) whose workers featurize and score the pool
+        (:mod:`widgetal.cluster`); training stays here. Default: everything in-process.
 
     Examples
     --------
@@ -155,6 +161,7 @@ class Orchestrator:
         metric: str | None = None,
         pool_size: int | None = subpool.DEFAULT_POOL_SIZE,
         top: int = subpool.DEFAULT_TOP,
+        dask: Any = None,
     ):
         strategies.check_strategy(strategy, queue.multi_label)
         self.pool_size = subpool.check_pool_size(pool_size)
@@ -185,6 +192,21 @@ class Orchestrator:
         self.multi_label = queue.multi_label
         self._template = features.make_featurizer(featurizer)  # fails early on a bad spec
         self._cached = features.is_cacheable(featurizer)
+        if dask is not None and not self._cached and strategy in ("committee", "density"):
+            # both need the pool's TF-IDF features here; embeddings come back from the workers
+            raise ValueError(
+                f"--dask with the {strategy} strategy needs a transformer featurizer (the "
+                "pool's TF-IDF features stay on the workers); use least-confidence, margin, "
+                "entropy or random, or run without --dask."
+            )
+        self._cluster = Cluster(dask) if dask is not None else None  # fails early if unreachable
+        self._embedder = (ClusterEmbedder(self._template, self._cluster)
+                          if self._cluster is not None and self._cached else self._template)
+
+    def close(self) -> None:
+        """Disconnect from the Dask scheduler, if this orchestrator connected to one."""
+        if self._cluster is not None:
+            self._cluster.close()
 
     # -- one cycle --------------------------------------------------------------------------
 
@@ -294,14 +316,14 @@ class Orchestrator:
 
             run.n_reranked = self._rerank(run, pipeline, X, y, timings)
             models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked,
-                              pool=run.pool)
+                              pool=run.pool, cluster=run.cluster)
             run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
             q.finish_run(
                 run_id,
                 n_labels=run.n_labels,
                 # beside the scores: how many items the model could not learn from yet
                 metrics={**_json(run.metrics), "awaiting_review": run.awaiting_review,
-                         "pool": run.pool},
+                         "pool": run.pool, **({"cluster": run.cluster} if run.cluster else {})},
                 model_file=str(run.model_file),
                 timings=_json(timings),
                 n_reranked=run.n_reranked,
@@ -473,7 +495,7 @@ class Orchestrator:
         """Cached embeddings for transformer featurizers; raw texts for TF-IDF (fitted in CV)."""
         if self._cached:
             return features.embed_cached(
-                self.queue, self.featurizer, list(item_ids), list(texts), embedder=self._template
+                self.queue, self.featurizer, list(item_ids), list(texts), embedder=self._embedder
             )
         return np.asarray(texts, dtype=object)
 
@@ -615,16 +637,21 @@ class Orchestrator:
             log.info("run %s: every item is labelled; nothing to reorder", run_id)
             return 0
         rng = np.random.default_rng([self.random_state, run_id])
+        classifier = pipeline.named_steps["classifier"]
+        if self._cluster is not None:
+            run.cluster = self._cluster.describe()
         with _timed(timings, "featurize_pool"):
-            if self._cached:
+            if self._cached:  # on the workers too with dask= (ClusterEmbedder)
                 X_pool = self._features(pool["item_id"], pool["text"])
                 Xl = X_labelled
+            elif self._cluster is not None:  # the workers featurize and score: texts go out
+                X_pool, Xl = pool["text"].to_numpy(dtype=object), None
+                classifier = ClusterModel(pipeline, self._cluster)
             else:
                 vectorizer = pipeline.named_steps["features"]
                 X_pool = vectorizer.transform(pool["text"].tolist())
                 committee = self.strategy == "committee"
                 Xl = vectorizer.transform(list(X_labelled)) if committee else None
-        classifier = pipeline.named_steps["classifier"]
         with _timed(timings, "score"):
             # One prediction serves the strategy and the guesses the app shows.
             try:
@@ -701,6 +728,7 @@ def orchestrate(
     metric: str | None = None,
     pool_size: int | None = subpool.DEFAULT_POOL_SIZE,
     top: int = subpool.DEFAULT_TOP,
+    dask: Any = None,
     wait_seconds: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> Run | None:
@@ -728,15 +756,19 @@ def orchestrate(
             metric=metric,
             pool_size=pool_size,
             top=top,
+            dask=dask,
         )
         log.info("orchestrating %r: featurizer=%s strategy=%s explore=%s%s models in %s",
                  q, featurizer, strategy, explore,
                  f" multi-label aggregate={aggregate}" if q.multi_label else "",
                  Path(models_dir).resolve())
-        if once:
-            return orch.run_once()
-        orch.run_forever(interval_seconds=interval_seconds, min_new_labels=min_new_labels,
-                         stop_event=stop)
+        try:
+            if once:
+                return orch.run_once()
+            orch.run_forever(interval_seconds=interval_seconds, min_new_labels=min_new_labels,
+                             stop_event=stop)
+        finally:
+            orch.close()
         log.info("stopped")
         return None
     finally:

@@ -1,0 +1,126 @@
+"""``orchestrate --dask``: a real two-worker Dask cluster scores the pool exactly as the
+in-process cycle does; an unreachable scheduler is a clear error that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_cli import run as run_cli
+
+from widgetal import Queue, cluster
+from widgetal.orchestrator import Orchestrator
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["negative", "positive"]
+POSITIVE = "good great lovely happy love wonderful fun nice best enjoyed".split()
+NEGATIVE = "bad awful sad hate terrible boring dull ugly worst tired".split()
+NEUTRAL = "the film day work home today movie night we it was at my our this".split()
+
+
+def texts(n: int) -> pd.DataFrame:
+    """Texts whose sentiment words mostly agree with the label."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(n):
+        positive = bool(rng.integers(2))
+        own, other = (POSITIVE, NEGATIVE) if positive else (NEGATIVE, POSITIVE)
+        words = [*rng.choice(NEUTRAL, 4), *rng.choice(own, rng.integers(1, 3)),
+                 *rng.choice(other, rng.integers(0, 2))]
+        rows.append((f"t{i}", " ".join(words), "positive" if positive else "negative"))
+    return pd.DataFrame(rows, columns=["id", "text", "label"])
+
+
+def labelled_queue(path: Path, data: pd.DataFrame, n_labels: int) -> Queue:
+    """The same queue every time it is built from the same arguments."""
+    q = Queue(f"sqlite:///{path}", labels=LABELS)
+    q.add(data[["id", "text"]], text="text", id="id")
+    truth = dict(zip(data["id"], data["label"]))
+    for _ in range(n_labels):
+        item = q.pop("ana")
+        q.submit(item.item_id, truth[item.external_id], "ana", seconds=1.0)
+    return q
+
+
+def snapshot(q: Queue, n: int) -> list[tuple]:
+    return [(i.item_id, i.priority, i.ranked_by, i.guess_label, i.guess_proba)
+            for i in q.items(range(1, n + 1))]
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as lc:
+        with distributed.Client(lc) as client:
+            yield lc.scheduler_address, client
+
+
+def test_a_cycle_on_the_cluster_reorders_exactly_as_in_process(scheduler, tmp_path):
+    address, client = scheduler
+    data, n = texts(900), 900
+    local = labelled_queue(tmp_path / "local.db", data, 120)
+    remote = labelled_queue(tmp_path / "remote.db", data, 120)
+    assert snapshot(local, n) == snapshot(remote, n)  # two identical copies
+
+    expected = Orchestrator(local, models_dir=tmp_path / "m1", explore=0.1,
+                            random_state=3).run_once()
+    orch = Orchestrator(remote, models_dir=tmp_path / "m2", explore=0.1, random_state=3,
+                        dask=address)
+    with distributed.get_task_stream(client) as stream:
+        got = orch.run_once()
+    orch.close()
+
+    assert expected.status == got.status == "trained"
+    assert got.n_reranked == expected.n_reranked == n - 120
+    after = snapshot(remote, n)
+    assert after == snapshot(local, n)  # priorities, ranked_by and guesses, bit for bit
+    assert len({row[1] for row in after}) > n // 2  # real, varied scores, not a constant
+    assert sum(row[3] is not None for row in after) == n - 120
+    # the workers did the scoring, and the run says so
+    keys = [str(task["key"]) for task in stream.data]
+    assert sum("_predict_proba" in k for k in keys) >= 2
+    assert got.cluster == {"scheduler": address, "workers": 2} and expected.cluster is None
+    sidecar = json.loads(got.model_file.with_suffix(".json").read_text())
+    assert sidecar["cluster"]["workers"] == 2
+    assert remote.runs(limit=1)[0]["metrics"]["cluster"]["workers"] == 2
+    assert "cluster" not in local.runs(limit=1)[0]["metrics"]
+
+    # the same through the command line; the client it opened is closed again
+    data2 = texts(300)
+    cli_q = labelled_queue(tmp_path / "cli.db", data2, 60)
+    out = run_cli("orchestrate", "--once", "--dask", address, "--models-dir",
+                  str(tmp_path / "m3"), db=f"sqlite:///{tmp_path / 'cli.db'}").stdout
+    assert "reordered 240 items" in out
+    assert cli_q.runs(limit=1)[0]["metrics"]["cluster"]["workers"] == 2
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    q = labelled_queue(tmp_path / "q.db", texts(200), 40)
+    before = snapshot(q, 200)
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
+
+    with pytest.raises(cluster.ClusterUnavailable, match=f"No Dask scheduler answered at "
+                       f"{address}"):
+        Orchestrator(q, models_dir=tmp_path / "m", dask=address)
+    with pytest.raises(ValueError, match="committee strategy needs a transformer featurizer"):
+        Orchestrator(q, models_dir=tmp_path / "m", strategy="committee", dask=address)
+    assert snapshot(q, 200) == before and q.runs() == []
+
+    proc = run_cli("orchestrate", "--once", "--dask", address, "--models-dir",
+                   str(tmp_path / "m"), db=f"sqlite:///{tmp_path / 'q.db'}", check=False)
+    assert proc.returncode == 1
+    assert f"No Dask scheduler answered at {address}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(q, 200) == before and q.runs() == []
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
