@@ -101,6 +101,32 @@ def test_a_cycle_on_the_cluster_reorders_exactly_as_in_process(scheduler, tmp_pa
     assert cli_q.runs(limit=1)[0]["metrics"]["cluster"]["workers"] == 2
 
 
+def test_transformer_embeddings_are_computed_on_the_workers_and_cached(scheduler, tmp_path):
+    from test_features import build_tiny_model
+
+    from widgetal.features import TransformerEmbedder
+
+    address, client = scheduler
+    spec = f"transformer:{build_tiny_model(tmp_path / 'tiny')}"
+    data = texts(160)
+    q = labelled_queue(tmp_path / "q.db", data, 40)
+    orch = Orchestrator(q, models_dir=tmp_path / "m", featurizer=spec, strategy="density",
+                        cv_folds=3, dask=address)
+    with distributed.get_task_stream(client) as stream:
+        run = orch.run_once()
+    orch.close()
+
+    assert run.status == "trained" and run.n_reranked == 120
+    assert sum("_transform" in str(task["key"]) for task in stream.data) >= 2
+    ids = list(range(1, 161))
+    cached = q.cached_features(spec, ids)
+    assert sorted(cached) == ids  # labelled and pool, each embedded once, by the workers
+    here = TransformerEmbedder(model_name_or_path=spec.split(":", 1)[1]).transform(
+        [i.text for i in q.items(ids)])
+    there = np.stack([np.frombuffer(cached[i], dtype=np.float32) for i in ids])
+    np.testing.assert_allclose(there, here, atol=1e-5)  # the same model, on another machine
+
+
 def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
