@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,10 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(tmp_path,
         Orchestrator(q, models_dir=tmp_path / "m", dask=address)
     with pytest.raises(ValueError, match="committee strategy needs a transformer featurizer"):
         Orchestrator(q, models_dir=tmp_path / "m", strategy="committee", dask=address)
+    with monkeypatch.context() as m:  # as without the extra installed
+        m.setitem(sys.modules, "distributed", None)
+        with pytest.raises(cluster.ClusterNotInstalled, match=r"widgetal\[cluster\]"):
+            Orchestrator(q, models_dir=tmp_path / "m", dask=address)
     assert snapshot(q, 200) == before and q.runs() == []
 
     proc = run_cli("orchestrate", "--once", "--dask", address, "--models-dir",
