@@ -36,9 +36,9 @@ def make_featurizer(spec: str = DEFAULT_FEATURIZER) -> BaseEstimator:
     spec : str
         ``"tfidf"``: word 1-2-grams, sublinear term frequency, terms in at least two texts.
         ``"tfidf-char"`` (the default): those word features side by side with character
-        2-5-grams (within word boundaries), the row scaled to unit length. Spelling variants, elongations
-        ("soooo") and emoticons share features, which helps short noisy texts; about five
-        times the columns, and about 2.5x the fitting time of ``"tfidf"``.
+        2-5-grams (within word boundaries), the row scaled to unit length. Spelling
+        variants, elongations ("soooo") and emoticons share features, which helps short noisy
+        texts; about five times the columns, and about 2.5x the fitting time of ``"tfidf"``.
         ``"transformer:NAME_OR_PATH"``: mean-pooled embeddings from a Hugging Face model, by hub
         name or local directory (see :class:`TransformerEmbedder`).
 
