@@ -171,3 +171,14 @@ def test_cache_embeds_each_text_once_per_featurizer(queue, tiny_model):
     # another featurizer has its own cache entries
     embed_cached(queue, spec + "?v2", ids[:1], texts[:1], embedder=emb)
     assert emb.seen == texts[:1]
+
+
+def test_word_char_tfidf_fit_transform_is_fit_then_transform_in_one_pass():
+    from widgetal.features import WordCharTfidf
+
+    texts = ["soooo good :)", "so good", "bad bad day", "a good day :(", "sooo bad", "day"] * 3
+    one_pass = WordCharTfidf().fit_transform(texts)
+    two_pass = WordCharTfidf().fit(texts).transform(texts)
+    assert one_pass.shape == two_pass.shape and one_pass.dtype == two_pass.dtype
+    assert abs(one_pass - two_pass).max() < 1e-6
+    assert np.allclose(np.asarray(one_pass.multiply(one_pass).sum(axis=1)).ravel(), 1.0)
