@@ -31,24 +31,23 @@ def check_pool_size(pool_size: Any) -> int | None:
     """``None`` (score every item) or a whole number of items, at least 1."""
     if pool_size is None:
         return None
-    ok = isinstance(pool_size, (int, np.integer)) and not isinstance(pool_size, bool)
-    if not ok or pool_size < 1:
-        raise ValueError(
-            f"pool_size is how many unlabelled items a cycle scores: a whole number >= 1, or "
-            f"None to score them all; got {pool_size!r}."
-        )
-    return int(pool_size)
+    return _whole_number(
+        pool_size, 1, "pool_size is how many unlabelled items a cycle scores: a whole number "
+        ">= 1, or None to score them all")
 
 
 def check_top(top: Any) -> int:
     """How many items at the head of the queue each bounded cycle re-scores: 0 or more."""
-    ok = isinstance(top, (int, np.integer)) and not isinstance(top, bool)
-    if not ok or top < 0:
-        raise ValueError(
-            f"top is how many items at the head of the queue a bounded cycle re-scores: a "
-            f"whole number >= 0; got {top!r}."
-        )
-    return int(top)
+    return _whole_number(
+        top, 0, "top is how many items at the head of the queue a bounded cycle re-scores: a "
+        "whole number >= 0")
+
+
+def _whole_number(value: Any, minimum: int, meaning: str) -> int:
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+            or value < minimum):
+        raise ValueError(f"{meaning}; got {value!r}.")
+    return int(value)
 
 
 def draw_start(rng: np.random.Generator, audit_share: float) -> float:
