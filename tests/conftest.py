@@ -64,3 +64,20 @@ def tweets_path() -> Path:
     if not TWEETS.exists():
         pytest.skip(f"shared data not found at {TWEETS}")
     return TWEETS
+
+
+@pytest.fixture
+def embedded(monkeypatch) -> list[str]:
+    """Every text the transformer featurizer embeds from now on, in order: what the feature
+    cache is supposed to spare."""
+    from widgetal.features import TransformerEmbedder
+
+    seen: list[str] = []
+    original = TransformerEmbedder.transform
+
+    def counting(self, X):
+        seen.extend(X)
+        return original(self, X)
+
+    monkeypatch.setattr(TransformerEmbedder, "transform", counting)
+    return seen

@@ -345,23 +345,13 @@ def test_cold_start_in_a_multi_label_project(sqlite_url, tmp_path):
     assert "refund" in [topic[i.external_id] for i in served(q, 3)]
 
 
-def test_cold_start_with_embeddings_uses_the_feature_cache(sqlite_url, tmp_path, monkeypatch):
+def test_cold_start_with_embeddings_uses_the_feature_cache(sqlite_url, tmp_path, embedded):
     from test_features import build_tiny_model
-
-    from widgetal.features import TransformerEmbedder
 
     model_dir = build_tiny_model(tmp_path / "tiny")
     q = Queue(sqlite_url, labels=LABELS)
     data = topic_texts().iloc[::4]  # 117 texts: the tiny model is slow enough
     q.add(data[["id", "text"]], text="text", id="id")
-    embedded: list[str] = []
-    original = TransformerEmbedder.transform
-
-    def counting(self, X):
-        embedded.extend(X)
-        return original(self, X)
-
-    monkeypatch.setattr(TransformerEmbedder, "transform", counting)
     orch = Orchestrator(q, models_dir=tmp_path / "m", featurizer=f"transformer:{model_dir}")
     first = orch.run_once()
     assert first.status == "cold-start" and first.n_reranked == len(data)

@@ -20,7 +20,6 @@ import pytest
 
 from widgetal import Queue
 from widgetal.errors import DatabaseUnavailable, NotEnoughLabels
-from widgetal.features import TransformerEmbedder
 from widgetal.models import list_models, load_latest
 from widgetal.orchestrator import Orchestrator, wait_for_database
 from widgetal.strategies import STRATEGIES
@@ -242,7 +241,7 @@ def test_retention_keeps_the_newest_models(sqlite_url, tmp_path):
 
 
 def test_transformer_featurizer_trains_and_a_second_cycle_embeds_nothing(
-    sqlite_url, tmp_path, monkeypatch
+    sqlite_url, tmp_path, embedded
 ):
     from test_features import build_tiny_model
 
@@ -251,14 +250,6 @@ def test_transformer_featurizer_trains_and_a_second_cycle_embeds_nothing(
     data = generated(120)
     q.add(data.iloc[:40], text="text", id="id", label="label")
     q.add(data.iloc[40:][["id", "text"]], text="text", id="id")
-    embedded: list[str] = []
-    original = TransformerEmbedder.transform
-
-    def counting(self, X):
-        embedded.extend(X)
-        return original(self, X)
-
-    monkeypatch.setattr(TransformerEmbedder, "transform", counting)
     orch = Orchestrator(
         q, models_dir=tmp_path / "m", featurizer=f"transformer:{model_dir}", strategy="density"
     )
