@@ -232,14 +232,20 @@ def _texts(n: int, seed: int = 0) -> tuple[list[str], dict[str, str]]:
     return texts, truth
 
 
+def _label(q: Queue, truth: dict, n: int, item=None):
+    """Ana labels ``n`` texts truthfully, one click each; returns the item she is shown next."""
+    item = item or q.pop("ana")
+    for _ in range(n):
+        item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+    return item
+
+
 def test_audit_labels_are_left_out_of_training_and_score_the_model(db_url, tmp_path):
     texts, truth = _texts(900)
     q = Queue(db_url, labels=LABELS, lease_seconds=600)
     q.add(texts)
     q.configure(audit_share=0.3)
-    item = q.pop("ana")
-    for _ in range(300):
-        item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+    _label(q, truth, 300)
     labelled = q.labelled(audit_column=True)
     train, audited = labelled[~labelled["audit"]], labelled[labelled["audit"]]
     assert len(audited) > 40
@@ -292,9 +298,7 @@ def test_without_audit_labels_the_run_says_so(sqlite_url, tmp_path):
     texts, truth = _texts(200)
     q = Queue(sqlite_url, labels=LABELS)
     q.add(texts)
-    item = q.pop("ana")
-    for _ in range(60):
-        item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+    _label(q, truth, 60)
     run = Orchestrator(q, models_dir=tmp_path / "models").run_once()
     assert run.status == "trained" and run.n_labels == 60
     assert run.metrics["n_audit"] == 0 and run.metrics["audit_f1_macro"] is None
@@ -442,9 +446,7 @@ def test_a_multi_label_project_is_scored_by_micro_f1_on_its_audit_sets(db_url, t
     q = Queue(db_url, labels=names, multi_label=True)
     q.add(texts)
     q.configure(audit_share=0.3)
-    item = q.pop("ana")
-    for _ in range(200):
-        item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+    _label(q, truth, 200)
     labelled = q.labelled(audit_column=True)
     audited = labelled[labelled["audit"]]
     run = Orchestrator(q, models_dir=tmp_path / "models").run_once()
@@ -474,10 +476,9 @@ def test_the_models_notebook_plots_and_lists_the_audit_curve(tmp_path, monkeypat
     q.add(texts)
     q.configure(audit_share=0.3)
     orchestrator = Orchestrator(q, models_dir=tmp_path / "models", cv_folds=3)
-    item = q.pop("ana")
+    item = None
     for _ in range(2):
-        for _ in range(60):
-            item = q.submit_and_pop(item.item_id, truth[item.text], "ana")
+        item = _label(q, truth, 60, item)
         orchestrator.run_once()
     latest = q.runs(limit=1)[0]["metrics"]
     monkeypatch.setenv("WIDGETAL_DB_URL", url)
