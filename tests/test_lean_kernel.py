@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from widgetal import Queue
@@ -88,3 +89,39 @@ def test_a_reviewers_kernel_decides_without_pandas_sklearn_or_torch(tmp_path):
     assert got["heavy"] == []
     assert got["out"]["waiting"] == 0
     assert Queue(url).labelled()["label"].tolist() == ["positive"]
+
+
+def test_a_pooled_kernel_reads_its_page_request_without_loading_the_voila_server(tmp_path):
+    """A pre-heated kernel waits for its page's request on Voila's query websocket; reading it
+    must not import the Voila server (about 45 MB per pooled kernel). Voila's side of the
+    exchange is played by a websockets server sending what Voila sends; the browser test of
+    the pool checks the same code against real Voila."""
+    from websockets.sync.server import serve
+
+    url = f"sqlite:///{tmp_path / 'lean.db'}"
+    Queue(url, labels=LABELS).engine.dispose()
+    asked = []
+
+    def voila(socket):
+        asked.append(socket.request.path)
+        socket.send(json.dumps({"QUERY_STRING": "labeller=ana", "SERVER_NAME": "example"}))
+
+    with serve(voila, "127.0.0.1", 0) as server:
+        port = server.socket.getsockname()[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        preheat = {"VOILA_PREHEAT": "True", "VOILA_APP_PORT": str(port),
+                   "VOILA_KERNEL_ID": "k-123", "VOILA_SERVER_URL": "/base/"}
+        got = _run(
+            "import os\n"
+            f"os.environ.update({preheat!r})\n"
+            "from widgetal import Queue, access\n"
+            "who = access.page_identity(Queue(url))\n"
+            "server = [m for m in ('voila', 'voila.utils', 'jupyter_server', 'jupyterlab_server')"
+            " if m in sys.modules]\n"
+            "out = {'name': who.name, 'server': server, 'query': os.environ['QUERY_STRING']}\n",
+            url,
+        )
+        server.shutdown()
+    assert asked == ["/base/voila/query/k-123"]
+    assert got["out"] == {"name": "ana", "server": [], "query": "labeller=ana"}
+    assert got["heavy"] == []
