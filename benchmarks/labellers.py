@@ -3,12 +3,14 @@
     python benchmarks/labellers.py                    # N = 1, 10, 20 on SQLite
     python benchmarks/labellers.py --counts 1,10,20,30 --seconds 30
     python benchmarks/labellers.py --pool 0                 # no pre-started kernels
+    python benchmarks/labellers.py --think 1                # each labeller reads for 1 s
 
 For each N it starts `widgetal serve` (real Voila) on a fresh SQLite project, opens N headless
 Chromium pages at once (Debian's /usr/bin/chromium; never a downloaded browser), and prints:
 page-ready time p50 / max (navigation until the first text shows; and until the page's HTML is
 complete, the server's part), click-to-next-text p50 / p95
-while all N label for ``--seconds``, labels/s, memory per kernel (resident set of the kernel
+while all N label for ``--seconds`` (back to back, or ``--think`` seconds after each text
+appears, as people reading do), labels/s, memory per kernel (resident set of the kernel
 processes), items labelled twice, and how many kernels are still alive 10 s after every page
 closed (each page is closed as a tab is, so Voila's page asks for its kernel's shutdown; the
 pool's kernels are meant to stay and are counted apart). With ``--pool P`` (serve's option) the
@@ -140,8 +142,8 @@ def _pss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _label_page(browser, base: str, name: str, seconds: float, ready: list,
-                      clicks: list, html: list, assets: list) -> None:
+async def _label_page(browser, base: str, name: str, seconds: float, think: float,
+                      ready: list, clicks: list, html: list, assets: list) -> None:
     context = await browser.new_context(viewport={"width": 1000, "height": 700})
     page = await context.new_page()
     fetched: list[int] = []
@@ -176,13 +178,14 @@ async def _label_page(browser, base: str, name: str, seconds: float, ready: list
         except Exception:  # noqa: BLE001 - queue empty or page gone: stop this labeller
             break
         clicks.append(ms)
+        await asyncio.sleep(think)  # a person reads the next text before answering
     await page.close(run_before_unload=True)  # as a labeller closes the tab (Voila's shutdown)
     await asyncio.sleep(1)  # let the shutdown request leave before the context goes
     await context.close()
 
 
-async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: list,
-                      html: list, assets: list) -> None:
+async def _open_pages(n: int, base: str, seconds: float, think: float, ready: list,
+                      clicks: list, html: list, assets: list) -> None:
     """N labellers in one headless Chromium, one browser context (own cookies, own page) each:
     a browser per labeller would load this 2-core server with N browsers, which the real
     labellers' machines carry instead."""
@@ -191,7 +194,7 @@ async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: li
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         results = await asyncio.gather(
-            *(_label_page(browser, base, f"l{i}", seconds, ready, clicks, html, assets)
+            *(_label_page(browser, base, f"l{i}", seconds, think, ready, clicks, html, assets)
               for i in range(n)),
             return_exceptions=True,
         )
@@ -201,7 +204,7 @@ async def _open_pages(n: int, base: str, seconds: float, ready: list, clicks: li
         await browser.close()
 
 
-def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
+def _run(n: int, seconds: float, workdir: Path, pool: int, think: float) -> None:
     url = f"sqlite:///{workdir / f'bench{n}.db'}"
     q = Queue(url, labels=["negative", "positive"])
     q.add([f"benchmark text number {i}" for i in range(20_000)])
@@ -230,7 +233,8 @@ def _run(n: int, seconds: float, workdir: Path, pool: int) -> None:
         html: list[float] = []
         assets: list[int] = []
         pages = threading.Thread(target=lambda: asyncio.run(
-            _open_pages(n, f"http://127.0.0.1:{port}/", seconds, ready, clicks, html, assets)))
+            _open_pages(n, f"http://127.0.0.1:{port}/", seconds, think, ready, clicks, html,
+                        assets)))
         pages.start()
         peak_kernels: list[int] = []
         rss: list[float] = []
@@ -296,12 +300,14 @@ def main(
     seconds: float = typer.Option(30, help="How long every page labels."),
     pool: int = typer.Option(DEFAULT_POOL, help="widgetal serve --pool: pre-started kernels "
                              "(0: off). The pages open once the pool is full."),
+    think: float = typer.Option(0, help="Seconds each labeller waits after a text appears "
+                                "before the next click (0: click as fast as the app allows)."),
 ):
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Debian's chromium at {CHROMIUM}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(c) for c in counts.split(",")]:
-            _run(n, seconds, Path(tmp), pool)
+            _run(n, seconds, Path(tmp), pool, think)
 
 
 if __name__ == "__main__":
