@@ -28,9 +28,9 @@ APP_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widg
                   "anywidget")
 
 # Pre-started kernels kept waiting for pages (--pool). Each idle one costs a kernel's memory
-# (about 140 MB measured, see the README's Performance section): 4 would be 0.6 GB, 20 (a class
-# opening together) 3 GB. Off by default for now: in the benchmark one page on a pool of 20 was
-# ready in 1.9 s, but 10 pages opened at once on it never finished loading (README).
+# (89 MB resident, 71 MB proportional, measured; see the README's Performance section): 20 (a
+# class opening together) about 1.8 GB. Off by default: one person needs none, and a team lead
+# sizes it to the burst of pages expected.
 DEFAULT_POOL = 0
 
 
