@@ -155,3 +155,93 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(tmp_path,
     assert "Traceback" not in proc.stderr
     assert snapshot(q, 200) == before and q.runs() == []
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_each_worker_runs_embeddings_on_its_own_device(scheduler, tmp_path):
+    """The orchestrator loaded the model on its CPU; a worker whose torch sees a GPU loads it
+    on CUDA, the other on its CPU. (No GPU here: "sees" is torch.cuda.is_available patched in
+    one worker process, and loading on CUDA then fails in this CPU build of torch, as it
+    must.)"""
+    from test_features import build_tiny_model
+
+    from widgetal.features import TransformerEmbedder
+
+    _, client = scheduler
+    gpu, cpu = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    embedder = TransformerEmbedder(model_name_or_path=str(build_tiny_model(tmp_path / "tiny")))
+    here = embedder.transform(["good film"])
+    assert embedder._device == "cpu"
+
+    def pretend_gpu(on: bool) -> None:
+        import torch
+
+        if on:
+            torch.cuda._widgetal_real, torch.cuda.is_available = (torch.cuda.is_available,
+                                                                 lambda: True)
+        else:
+            torch.cuda.is_available = torch.cuda._widgetal_real
+
+    client.run(pretend_gpu, True, workers=[gpu])
+    try:
+        on_cpu = client.submit(cluster._transform, embedder, ["good film"], workers=[cpu],
+                               pure=False).result()
+        np.testing.assert_allclose(on_cpu, here, atol=1e-6)
+        on_gpu = client.submit(cluster._transform, embedder, ["good film"], workers=[gpu],
+                               pure=False)
+        with pytest.raises(AssertionError, match="Torch not compiled with CUDA"):
+            on_gpu.result()
+    finally:
+        client.run(pretend_gpu, False, workers=[gpu])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_compose_profiles_scheduler_and_late_worker_score_a_cycle(tmp_path, monkeypatch):
+    """docker-compose.yml's `cluster` commands, run here: a cycle waits for a worker still
+    starting, and with none at all it is a clear error."""
+    import subprocess
+    import time
+
+    import yaml
+    from test_deploy import COMPOSE, env_example, interpolate
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    settings = {**env_example(), "WIDGETAL_DASK_WORKERS": "1"}
+    worker_cmd = [interpolate(c, settings).replace("tcp://dask-scheduler:8786", address)
+                  for c in services["dask-worker"]["command"]]
+    assert address in worker_cmd
+    procs = [subprocess.Popen([*services["dask-scheduler"]["command"], "--host", "127.0.0.1",
+                               "--port", str(port)], stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no scheduler"
+            time.sleep(0.5)
+        q = labelled_queue(tmp_path / "q.db", texts(300), 60)
+        orch = Orchestrator(q, models_dir=tmp_path / "m", dask=address)
+        try:
+            with monkeypatch.context() as m:  # no worker yet: a clear error, not a hang
+                m.setattr(cluster, "WORKERS_TIMEOUT", 1.0)
+                with pytest.raises(cluster.ClusterUnavailable, match="has no workers"):
+                    orch._cluster.map_rows(cluster._predict_proba, None, np.zeros((3, 1)))
+            procs.append(subprocess.Popen(worker_cmd, stderr=subprocess.DEVNULL))
+            run = orch.run_once()  # the worker joins while the cycle waits for it
+        finally:
+            orch.close()
+        assert run.status == "trained" and run.n_reranked == 240
+        assert q.runs(limit=1)[0]["metrics"]["cluster"] == {"scheduler": address, "workers": 1}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)

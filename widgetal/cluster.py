@@ -8,8 +8,9 @@ come back in order. Row by row the arithmetic is the in-process one, so the stra
 functions of the probabilities) give the same scores and the same reorder.
 
 Workers need widgetal installed (the same version: they unpickle its featurizers), not the
-models folder nor the database. A transformer embedder is pickled without its weights and
-loads them on the worker, on its GPU when torch sees one.
+models folder nor the database. A transformer embedder is pickled without its weights nor its
+device, so each worker loads them itself and picks its own device: the GPU when torch sees one
+there, else the CPU (:meth:`widgetal.features.TransformerEmbedder._load`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the scheduler before giving up.
 CONNECT_TIMEOUT = 10.0
+
+#: Seconds a cycle waits for a first worker to join (workers starting or restarting).
+WORKERS_TIMEOUT = 60.0
 
 #: Chunks per worker: enough to balance uneven workers, few enough to keep overhead small.
 CHUNKS_PER_WORKER = 4
@@ -94,8 +98,9 @@ class Cluster:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     def describe(self) -> dict[str, Any]:
-        """What the run's sidecar and metrics record."""
-        return {"scheduler": self.address, "workers": self.n_workers()}
+        """What the run's sidecar and metrics record (called just before scoring, so it waits
+        for workers still joining as :meth:`map_rows` does)."""
+        return {"scheduler": self.address, "workers": self.n_workers() or self._wait_for_workers()}
 
     def map_rows(self, func: Any, obj: Any, X: Any) -> np.ndarray:
         """``func(obj, X[chunk])`` for row chunks of ``X`` on the workers, stacked in order.
@@ -103,9 +108,7 @@ class Cluster:
         ``obj`` (a fitted model or an embedder) is scattered once, to every worker.
         """
         n = _n_rows(X)
-        workers = self.n_workers()
-        if workers == 0:
-            raise ClusterUnavailable(f"The Dask scheduler at {self.address} has no workers.")
+        workers = self.n_workers() or self._wait_for_workers()
         size = max(1, math.ceil(n / (workers * CHUNKS_PER_WORKER)))
         chunks = [X[start:start + size] for start in range(0, n, size)]
         remote = self.client.scatter(obj, broadcast=True, hash=False)
@@ -116,6 +119,16 @@ class Cluster:
             self.client.cancel([*futures, remote])
         log.info("scored %d rows in %d chunks on %d workers", n, len(chunks), workers)
         return np.concatenate(parts, axis=0)
+
+    def _wait_for_workers(self) -> int:
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except TimeoutError as exc:
+            raise ClusterUnavailable(
+                f"The Dask scheduler at {self.address} has no workers (waited "
+                f"{WORKERS_TIMEOUT:.0f} s): start some with `dask worker {self.address}`."
+            ) from exc
+        return self.n_workers()
 
     def close(self) -> None:
         if self._owned:
@@ -164,5 +177,5 @@ def _n_rows(X: Any) -> int:
 
 __all__ = [
     "Cluster", "ClusterModel", "ClusterEmbedder", "ClusterUnavailable", "ClusterNotInstalled",
-    "CONNECT_TIMEOUT",
+    "CONNECT_TIMEOUT", "WORKERS_TIMEOUT",
 ]
