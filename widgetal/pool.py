@@ -84,20 +84,40 @@ def read_subpool(queue: Any, pool_size: int | None, top: int,
     share = queue.audit_share
     start = draw_start(rng, share)
     with queue.db.read() as conn:
-        rows = conn.execute(sql.read_pool_window,
-                            {"start": start, "stop": 2.0, "limit": pool_size}).all()
-        if len(rows) < pool_size:  # wrap round to the reserve's edge
-            rows += conn.execute(sql.read_pool_window, {
-                "start": share, "stop": start, "limit": pool_size - len(rows)}).all()
+        rows = _read_window(conn, start, share, pool_size)
         head = conn.execute(sql.read_queue_top, {"limit": top, "audit_share": share}).all()
-    sampled = pd.DataFrame(rows, columns=columns)
-    head = pd.DataFrame(head, columns=columns)
-    pool = (pd.concat([sampled, head], ignore_index=True)
+    # plain tuples: pandas probes each driver row for attributes, which costs seconds at 200,000
+    pool = (pd.DataFrame([tuple(row) for row in rows + head], columns=columns)
             .drop_duplicates("item_id").sort_values("item_id", kind="stable")
             .reset_index(drop=True))
     info = {"sampled": True, "pool_size": pool_size, "top": top, "start": round(start, 6),
-            "window": len(sampled), "head": len(head), "scored": len(pool)}
+            "window": len(rows), "head": len(head), "scored": len(pool)}
     return pool, info
+
+
+def sample_undone_ids(queue: Any, pool_size: int | None, n: int,
+                      rng: np.random.Generator) -> list[int]:
+    """Ids to draw a fixed sample of ``n`` unlabelled items from (the stop set).
+
+    Every undone item while a cycle scores them all (as :func:`read_subpool`); otherwise a key
+    window of ``n`` items outside the audit reserve, which is itself a uniform sample, read
+    through the audit-order index instead of every id of a corpus of millions.
+    """
+    if pool_size is None or not _more_undone_than(queue, pool_size):
+        return queue.undone()["item_id"].tolist()
+    share = queue.audit_share
+    with queue.db.read() as conn:
+        return [row[0] for row in _read_window(conn, draw_start(rng, share), share, n)]
+
+
+def _read_window(conn: Any, start: float, share: float, limit: int) -> list:
+    """Up to ``limit`` undone items (id, text) from key ``start`` on, wrapping round to the
+    reserve's edge ``share``."""
+    rows = conn.execute(sql.read_pool_window, {"start": start, "stop": 2.0, "limit": limit}).all()
+    if len(rows) < limit:
+        rows += conn.execute(sql.read_pool_window, {
+            "start": share, "stop": start, "limit": limit - len(rows)}).all()
+    return rows
 
 
 def _more_undone_than(queue: Any, n: int) -> bool:
@@ -106,4 +126,4 @@ def _more_undone_than(queue: Any, n: int) -> bool:
 
 
 __all__ = ["DEFAULT_POOL_SIZE", "DEFAULT_TOP", "check_pool_size", "check_top", "draw_start",
-           "window", "read_subpool"]
+           "window", "read_subpool", "sample_undone_ids"]
