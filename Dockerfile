@@ -1,4 +1,5 @@
-# The app image for docker-compose.yml: the orchestrator and the labelling app (Voila) both run it.
+# The app image for docker-compose.yml: the orchestrator, the labelling app (Voila) and, in the
+# `cluster` profile, the Dask scheduler and workers all run it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,7 +15,7 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml README.md ./
 COPY widgetal ./widgetal
-RUN pip install ".[postgres,transformers,app]"
+RUN pip install ".[postgres,transformers,app,cluster]"
 COPY orchestrator.py ./
 
 # A non-root user. /app/models is the compose file's bind mount; /cache keeps downloaded

@@ -75,12 +75,36 @@ def data_loading_steps() -> list[list[str]]:
 # -- the compose file's structure --------------------------------------------------------------
 
 
-def test_compose_has_the_four_services_and_adminer_is_optional(compose):
+def test_compose_has_the_four_services_and_adminer_and_the_cluster_are_optional(compose):
     services = compose["services"]
-    assert set(services) == {"db", "orchestrator", "labeller", "adminer"}
+    assert set(services) == {"db", "orchestrator", "labeller", "adminer", "dask-scheduler",
+                             "dask-worker"}
     assert services["adminer"]["profiles"] == ["admin"]
+    assert services["dask-scheduler"]["profiles"] == services["dask-worker"]["profiles"] == [
+        "cluster"]
     assert all("profiles" not in services[s] for s in ("db", "orchestrator", "labeller"))
     assert services["adminer"]["ports"][0].startswith("127.0.0.1:")  # not open to the network
+
+
+def test_cluster_profile_runs_dask_from_the_app_image_for_the_orchestrator(compose):
+    services = compose["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    for service in (scheduler, worker):  # the same image: workers unpickle widgetal's models
+        assert (service["build"], service["image"]) == (".", compose["x-app"]["image"])
+        assert "environment" not in service  # no database URL: texts in, scores out
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    assert "ports" not in scheduler  # it runs what clients send: never published
+    cmd = worker["command"]
+    assert cmd[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert cmd[cmd.index("--nworkers") + 1] == "${WIDGETAL_DASK_WORKERS:-2}"
+    assert worker["depends_on"] == ["dask-scheduler"]
+    assert "hf-cache:/cache" in worker["volumes"]  # transformer weights, downloaded once
+    assert not any("models" in v for v in worker["volumes"])
+    # Off unless .env says so; the extra that gives the `dask` command is in the image.
+    assert services["orchestrator"]["environment"]["WIDGETAL_DASK"] == "${WIDGETAL_DASK:-}"
+    assert env_example()["WIDGETAL_DASK"] == ""
+    extras = (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]
+    assert re.search(r'(?m)^cluster = \[.*"distributed', extras)
 
 
 def test_database_has_a_password_from_env_a_named_volume_and_a_healthcheck(compose):
@@ -146,7 +170,7 @@ def test_dockerfile_installs_cpu_torch_then_the_app_and_ships_the_orchestrator(c
     assert runs[0] == (
         "RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     )
-    assert runs[1] == 'RUN pip install ".[postgres,transformers,app]"'
+    assert runs[1] == 'RUN pip install ".[postgres,transformers,app,cluster]"'
     assert "COPY orchestrator.py ./" in lines
     assert any(ln.startswith("USER ") and ln != "USER root" for ln in lines)
 
@@ -181,6 +205,17 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     assert resolved["services"]["db"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
     orch_env = resolved["services"]["orchestrator"]["environment"]
     assert orch_env["WIDGETAL_DB_URL"] == "postgresql://widgetal:s3cret@db:5432/widgetal"
+    assert orch_env["WIDGETAL_DASK"] == ""  # in-process unless .env switches the cluster on
+
+    # The README's two .env lines for the cluster profile.
+    with (tmp_path / ".env").open("a") as env_file:
+        env_file.write("WIDGETAL_DASK=tcp://dask-scheduler:8786\nCOMPOSE_PROFILES=cluster\n")
+    on = subprocess.run([*cli, "config"], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert on.returncode == 0, on.stderr
+    resolved = yaml.safe_load(on.stdout)["services"]
+    assert resolved["orchestrator"]["environment"]["WIDGETAL_DASK"] == "tcp://dask-scheduler:8786"
+    assert resolved["dask-worker"]["command"][-2:] == ["--nworkers", "2"]
 
 
 # -- the sample --------------------------------------------------------------------------------
@@ -293,7 +328,20 @@ def test_smoke_script_cleans_up_always_and_fails_loudly():
     assert "down -v" in cleanup and 'kill "$DOCKERD_PID"' in cleanup and "logs" in cleanup
     # a copy of the tree under its own project name: never a real deployment's .env or volumes
     assert "export COMPOSE_PROJECT_NAME=widgetalsmoke" in script
+    assert "--profile admin --profile cluster down -v" in cleanup  # every profile's services
     assert "WIDGETAL_INTERVAL_SECONDS=" in script  # from .env, so no minute-long wait
+
+
+def test_smoke_script_switches_the_cluster_on_as_the_readme_says():
+    section = (ROOT / "README.md").read_text().split("## A cluster: `orchestrate --dask`")[1]
+    env_lines = re.findall(r"(?m)^(WIDGETAL_DASK|COMPOSE_PROFILES)=(\S+)", section)
+    assert dict(env_lines) == {"WIDGETAL_DASK": "tcp://dask-scheduler:8786",
+                               "COMPOSE_PROFILES": "cluster"}
+    script = SMOKE.read_text()
+    stage = script.split("the cluster profile")[1]
+    assert 's|^WIDGETAL_DASK=.*|WIDGETAL_DASK=tcp://dask-scheduler:8786|" .env' in stage
+    assert 'echo "COMPOSE_PROFILES=cluster" >>.env' in stage
+    assert stage.index("dc up -d") < stage.index("predict_proba")
 
 
 def test_base_image_stand_ins_are_ci_only_and_never_reach_users():

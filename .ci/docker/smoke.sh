@@ -9,8 +9,10 @@
 # the labelling app answers with the widget page; Adminer (admin profile) answers and logs in to the
 # db; after importing a few labelled texts the orchestrator container writes a model into the
 # host's ./models (as a non-root uid, readable by others) and `widgetal status` shows the run;
-# Chromium labels one text in the containerised app and the label is in the database;
-# `docker-compose stop` ends the orchestrator cleanly on SIGTERM.
+# Chromium labels one text in the containerised app and the label is in the database; with the
+# cluster profile switched on in .env (README "A cluster") the orchestrator's next cycle is
+# scored by the dask-worker container through dask-scheduler, as its log, the run's metrics and
+# the scheduler say; `docker-compose stop` ends the orchestrator cleanly on SIGTERM.
 #
 # Docker Hub is unreachable from CI, so the base images are CI-only stand-ins built from Debian
 # under the official tags (see .ci/docker/README.md). The compose run happens in a copy of the
@@ -55,11 +57,11 @@ cleanup() {
   if [ -f "$APP/.env" ] && docker info >/dev/null 2>&1; then
     if [ "$rc" -ne 0 ]; then
       echo "== smoke: failed (exit $rc); the services' state and logs:"
-      dc --profile admin ps
-      dc --profile admin logs --no-color --tail=150
+      dc --profile admin --profile cluster ps
+      dc --profile admin --profile cluster logs --no-color --tail=150
     fi
     say "docker-compose down -v"
-    dc --profile admin down -v --remove-orphans --timeout 20
+    dc --profile admin --profile cluster down -v --remove-orphans --timeout 20
   fi
   if [ -n "$DOCKERD_PID" ]; then
     [ "$rc" -eq 0 ] || { echo "== dockerd log (tail)"; tail -n 40 "$WORK/dockerd.log"; }
@@ -246,6 +248,39 @@ for r in rows.itertuples():
 echo "in the database: $stored"
 [ "$(grep -c . <<<"$stored")" = 1 ] || fail "expected exactly one label by smoke-browser"
 [ "$stored" = "$shown" ] || fail "the database holds another label or text than the browser gave"
+
+say "the cluster profile: a cycle featurized and scored on the Dask workers"
+# As the README says: two lines in .env, then `up -d` starts the scheduler and a worker
+# container (two processes) and recreates the orchestrator, whose first check runs a cycle.
+t=$SECONDS
+sed -i "s|^WIDGETAL_DASK=.*|WIDGETAL_DASK=tcp://dask-scheduler:8786|" .env
+echo "COMPOSE_PROFILES=cluster" >>.env
+dc up -d
+cluster_run() {
+  dc exec -T orchestrator python -c "
+import os, sys
+from widgetal import Queue
+run = Queue(os.environ['WIDGETAL_DB_URL']).runs(limit=1)[0]
+cluster = (run['metrics'] or {}).get('cluster')
+print(run['id'], run['model_file'], cluster)
+sys.exit(0 if run['model_file'] and cluster and cluster['workers'] >= 1 else 1)"
+}
+wait_for "a run with the cluster in its metrics" 150 cluster_run
+echo "run, model, cluster: $(cluster_run)"
+scored=$(docker logs "$(dc ps -q orchestrator)" 2>&1 | grep "chunks on")
+echo "orchestrator: $scored"
+[ -n "$scored" ] || fail "the orchestrator's log does not show scoring on the workers"
+# The scheduler's side: which workers ran the cycle's tasks, and what the tasks were.
+dc exec -T dask-scheduler python -c "
+import sys
+from distributed import Client
+with Client('tcp://127.0.0.1:8786', timeout=10) as c:
+    per_worker = c.run(lambda dask_worker: dask_worker.state.executed_count)
+    prefixes = c.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+print('tasks per worker:', per_worker, '- task kinds:', prefixes)
+sys.exit(0 if sum(per_worker.values()) > 0 and 'predict_proba' in prefixes else 1)" ||
+  fail "the Dask scheduler shows no predict_proba task run by a worker"
+echo "cluster stage in $((SECONDS - t))s"
 
 say "docker-compose stop orchestrator: a clean stop on SIGTERM"
 t=$SECONDS
