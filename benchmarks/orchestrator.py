@@ -24,7 +24,7 @@ embedding cache, and a bounded TF-IDF cycle at millions of items.
    is 12 words drawn from the words of the shared tweets of one class, and a labelled text
    carries that class. Then one orchestrator cycle with the defaults (bounded pool) and
    ``--featurizer``, in a child process whose peak RSS (``ru_maxrss``) is the cycle's own; its
-   phase timings, peak memory and the load average before and after are printed.
+   phase timings (wall and CPU), peak memory and the load average before and after are printed.
 """
 
 from __future__ import annotations
@@ -308,10 +308,32 @@ def build_scale_project(tweets: pd.DataFrame, n: int, n_labels: int, path: Path,
 
 
 def scale_cycle(db: Path, models_dir: Path, featurizer: str) -> None:
-    """One cycle, in this (child) process: prints its record as JSON on the last line."""
+    """One cycle, in this (child) process: prints its record as JSON on the last line.
+
+    Beside the run's own wall-clock phase timings it records each phase's CPU seconds and the
+    process's peak RSS after each phase (VmHWM), which a loaded machine does not inflate.
+    """
     import json
     import resource
 
+    from widgetal import orchestrator
+
+    cpu_by_phase: dict[str, float] = {}
+    peak_by_phase: dict[str, float] = {}
+    timed = orchestrator._timed
+    enter, leave = timed.__enter__, timed.__exit__
+
+    def timed_enter(self):
+        self.cpu = time.process_time()
+        return enter(self)
+
+    def timed_exit(self, *exc):
+        spent = time.process_time() - self.cpu
+        cpu_by_phase[self.name] = cpu_by_phase.get(self.name, 0.0) + spent
+        peak_by_phase[self.name] = _peak_rss_mb()
+        return leave(self, *exc)
+
+    timed.__enter__, timed.__exit__ = timed_enter, timed_exit
     q = Queue(f"sqlite:///{db}")
     orch = Orchestrator(q, models_dir=models_dir, featurizer=featurizer)
     t = time.perf_counter()
@@ -319,12 +341,20 @@ def scale_cycle(db: Path, models_dir: Path, featurizer: str) -> None:
     run = orch.run_once()
     record = {
         "status": run.status, "wall": time.perf_counter() - t, "cpu": time.process_time() - cpu,
-        "timings": run.timings, "pool": run.pool, "n_reranked": run.n_reranked,
-        "f1_macro": run.metrics.get("f1_macro"),
+        "timings": run.timings, "cpu_by_phase": cpu_by_phase, "peak_by_phase": peak_by_phase,
+        "pool": run.pool, "n_reranked": run.n_reranked, "f1_macro": run.metrics.get("f1_macro"),
         # Linux reports kilobytes: the most this process ever held, imports included
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(record))
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def bench_scale(tweets: pd.DataFrame, sizes: list[int], n_labels: int, scale_dir: Path,
@@ -351,8 +381,10 @@ def bench_scale(tweets: pd.DataFrame, sizes: list[int], n_labels: int, scale_dir
         record = json.loads(out.strip().splitlines()[-1])
         print(f"  status {record['status']}, CV macro-F1 {record['f1_macro']:.3f}, scored "
               f"{record['n_reranked']:,} ({record['pool']})")
+        print(f"  {'phase':<15} {'wall':>8} {'CPU':>8} {'peak RSS after':>15}")
         for phase, seconds in record["timings"].items():
-            print(f"  {phase:<15} {seconds:7.2f} s")
+            print(f"  {phase:<15} {seconds:7.2f}s {record['cpu_by_phase'].get(phase, 0):7.2f}s "
+                  f"{record['peak_by_phase'].get(phase, 0):12,.0f} MB")
         print(f"  {'cycle':<15} {record['wall']:7.2f} s wall, {record['cpu']:.1f} s CPU")
         print(f"  peak RSS of the cycle's process: {record['peak_rss_mb']:,.0f} MB")
         print(f"  load average before {before[0]:.1f} / {before[1]:.1f} / {before[2]:.1f}, after "
