@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 
+from widgetal import Queue, sql
 from widgetal.db import Database, normalise_url
 from widgetal.errors import DatabaseUnavailable
 
@@ -39,6 +42,35 @@ def test_postgresql_leases_skip_the_synchronous_commit(postgres_url):
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
     with db.write() as conn:  # SET LOCAL ended with its transaction
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlite_url):
+    queue = Queue(sqlite_url, labels=["a", "b"])
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
+    with queue.db.read() as conn:
+        default = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    assert queue.reorder(list(range(1, 31)), [float(i) for i in range(30)]) == 30
+    with queue.db.read() as conn:  # the same pooled connection the reorder used
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == default
+        assert conn.exec_driver_sql("PRAGMA temp.cache_size").scalar() == default
+    assert queue.pop("ana").item_id == 30
+
+
+def test_a_sqlite_reorder_finds_items_by_rowid_not_through_a_partial_index(sqlite_url):
+    # Walking a partial index would rewrite rows in priority order, scattered over the file.
+    queue = Queue(sqlite_url, labels=["a", "b"])
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
+    with queue.db.write() as conn:
+        conn.execute(sql.create_scores_table_sqlite)
+        conn.exec_driver_sql(sql.insert_scores_sqlite, [(i, 0.5, None, None) for i in range(5)])
+        conn.execute(sql.analyze_scores_table_sqlite)
+        plan = conn.execute(
+            sa.text(f"EXPLAIN QUERY PLAN {sql.apply_priorities_sqlite.text}"), {"ranked_by": 1}
+        ).all()
+    steps = " / ".join(row[-1] for row in plan)
+    assert "USING INDEX" not in steps, steps
+    # a small reorder reads its few scores and looks each item up; it does not scan them all
+    assert "SEARCH widgetal_items USING INTEGER PRIMARY KEY" in steps, steps
 
 
 def test_a_url_that_is_not_a_url_is_named():

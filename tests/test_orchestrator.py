@@ -429,7 +429,8 @@ _CHILD = textwrap.dedent(
     def hold(conn, cursor, statement, params, context, executemany):
         # The reorder's UPDATE has run inside its open transaction: announce it and wait
         # there to be killed.
-        if statement.lstrip().upper().startswith("UPDATE WIDGETAL_ITEMS SET PRIORITY"):
+        words = statement.upper().split()
+        if words[:2] == ["UPDATE", "WIDGETAL_ITEMS"] and "PRIORITY" in words[2:6]:
             print("MID-REORDER", flush=True)
             time.sleep(600)
 

@@ -2,8 +2,8 @@
 
 Everything dialect-specific about *connecting* lives here (SQLite pragmas, BEGIN IMMEDIATE,
 psycopg 3), and so does the one write whose mechanics differ by dialect: a reorder of many
-items (SQLite: a temporary table, and an index rebuild for a large one; PostgreSQL: arrays
-unnested into a join).
+items (SQLite: a temporary table, a larger page cache, and a rebuild of the priority indexes
+for a large one; PostgreSQL: arrays unnested into a join).
 The statements themselves live in ``sql.py``. The pragmas and BEGIN below are connection
 settings, not queries, which is why they are written here.
 """
@@ -26,6 +26,10 @@ _CONNECT_TIMEOUT_S = 10
 # keeps them.
 _REBUILD_MIN = 20_000
 _REBUILD_SHARE = 0.1
+# SQLite's page cache for a reorder (KiB; the default is 2 MiB): a large one rewrites more pages
+# than that, which would otherwise spill to the WAL mid-transaction and be written twice. The
+# connection gets its default back afterwards.
+_REORDER_CACHE_KIB = 256 * 1024
 
 
 class Database:
@@ -72,7 +76,7 @@ class Database:
         n = len(ids)
         guess_labels = guess_labels if guess_labels is not None else [None] * n
         guess_probas = guess_probas if guess_probas is not None else [None] * n
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, _sqlite_cache(conn, _REORDER_CACHE_KIB):
             # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
             with conn.execution_options(widgetal_begin="DEFERRED").begin():
                 conn.execute(sql.create_scores_table_sqlite)
@@ -84,6 +88,7 @@ class Database:
                         list(zip(ids[start:end], scores[start:end], guess_labels[start:end],
                                  guess_probas[start:end])),
                     )
+                conn.execute(sql.analyze_scores_table_sqlite)
             with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
                 rebuild = n >= _REBUILD_MIN and n >= _REBUILD_SHARE * (
                     conn.execute(sql.read_item_count).scalar() or 0)
@@ -129,6 +134,25 @@ class Database:
                 f"Cannot reach the database at {where}: {_first_line(exc)}. Check that the "
                 "server is running and the URL is right; nothing was changed."
             ) from exc
+
+
+@contextlib.contextmanager
+def _sqlite_cache(conn: sa.Connection, kib: int) -> Iterator[None]:
+    """This SQLite connection's page caches (main and temp) at ``kib`` KiB while inside.
+
+    Set on the driver's connection: through SQLAlchemy the pragma would begin a transaction.
+    Both get the main cache's size back (the temp database may not exist yet, reading 0).
+    """
+    raw = conn.connection.driver_connection
+    pragmas = ("cache_size", "temp.cache_size")
+    before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
+    for pragma in pragmas:
+        raw.execute(f"PRAGMA {pragma} = {-int(kib)}")
+    try:
+        yield
+    finally:
+        for pragma in pragmas:
+            raw.execute(f"PRAGMA {pragma} = {before}")
 
 
 def normalise_url(url: str) -> str:
