@@ -7,10 +7,12 @@
 
 1. Savings, on every dataset found, by running ``widgetal simulate`` (the command users run, in a
    subprocess) once per dataset x featurizer x explore share: strategies random and the
-   uncertainty measures (for two classes least-confidence, margin and the orchestrator's default
-   ``entropy`` rank identically, so simulate computes one curve for the three), 5 repeats, the
-   article's 10% test split, batches of 100. The committee (5 fits a round) and density (worse
-   than random on the tweets, benchmarks/results/simulate.md) are left out to keep the run short.
+   uncertainty measures (for two classes least-confidence and margin are drawn alike, so
+   simulate computes one curve for both and one for the orchestrator's default ``entropy``;
+   the README's table was measured before the queue was drawn, in strict order, when the three
+   shared one curve), 5 repeats, the article's 10% test split, batches of 100. The committee
+   (5 fits a round) and density (worse than random on the tweets,
+   benchmarks/results/simulate.md) are left out to keep the run short.
    Each invocation featurizes once, for every strategy and repeat.
    From the curves: labels random and the best strategy need to reach 99% of the full-data score,
    and whether ``entropy`` (the default strategy) is ever *clearly* worse than random: mean minus

@@ -22,7 +22,7 @@ from widgetal.simulate import (
     saving_vs_random,
     simulate,
 )
-from widgetal.strategies import STRATEGIES, top_n
+from widgetal.strategies import STRATEGIES, entropy, power_sample, sharpness, top_n
 
 POSITIVE = ["great", "love", "happy", "good", "fun", "nice"]
 NEGATIVE = ["awful", "hate", "sad", "bad", "boring", "ugly"]
@@ -92,15 +92,31 @@ def test_a_copied_two_class_curve_is_the_curve_its_strategy_computes_alone():
         pd.testing.assert_frame_equal(_curve_of(alone, name), _curve_of(together, name))
 
 
-def test_with_exploration_each_strategy_draws_its_own_batches():
-    # explorers are drawn per strategy, so no curve may be copied from a twin
-    data = make_texts(200)
-    result = simulate(data.text, data.label, strategies=["least-confidence", "margin"],
-                      batch=30, start=20, repeats=1, progress=False, max_labels=140,
-                      explore=0.5)
-    a, b = _curve_of(result, "least-confidence"), _curve_of(result, "margin")
-    assert a.n_labels.tolist() == b.n_labels.tolist()
-    assert not np.allclose(a.roc_auc, b.roc_auc)
+@pytest.mark.parametrize("explore", [0.0, 0.5])
+def test_once_the_queue_is_drawn_margin_is_least_confidences_curve_and_entropy_its_own(explore):
+    # Margin is twice least-confidence for two classes: from the same generator the draw is
+    # the same, so simulate copies it; computed alone it must be that same curve. Entropy is
+    # not proportional to them: it is drawn differently and gets its own curve.
+    data = make_texts(300)
+    kwargs = dict(batch=30, start=20, repeats=1, progress=False, max_labels=140,
+                  explore=explore)
+    together = simulate(data.text, data.label,
+                        strategies=["least-confidence", "margin", "entropy"], **kwargs)
+    alone = simulate(data.text, data.label, strategies=["margin"], **kwargs)
+    lc, en = _curve_of(together, "least-confidence"), _curve_of(together, "entropy")
+    pd.testing.assert_frame_equal(_curve_of(alone, "margin"), lc)
+    pd.testing.assert_frame_equal(_curve_of(together, "margin"), lc)
+    assert lc.n_labels.tolist() == en.n_labels.tolist()
+    assert not lc.equals(en)
+    # in strict order (no draw) all three rank alike and share one curve
+    strict = simulate(data.text, data.label, strategies=["least-confidence", "entropy"],
+                      sharpness_per_label=None, **kwargs)
+    entropy_alone = simulate(data.text, data.label, strategies=["entropy"],
+                             sharpness_per_label=None, **kwargs)
+    pd.testing.assert_frame_equal(_curve_of(strict, "entropy"),
+                                  _curve_of(strict, "least-confidence"))
+    pd.testing.assert_frame_equal(_curve_of(entropy_alone, "entropy"),
+                                  _curve_of(strict, "entropy"))
 
 
 @pytest.mark.parametrize(
@@ -138,6 +154,27 @@ def test_a_simulated_round_ranks_the_pool_as_the_orchestrator_cycle_does(
     guesses = {i.item_id: i.guess_proba for i in q.items(queue_order)}
     np.testing.assert_allclose([guesses[i] for i in ids[left]],
                                model.predict_proba(X[left]).max(axis=1), rtol=1e-6)
+
+
+def test_the_orchestrator_draws_its_queue_at_the_sharpness_of_its_labels(sqlite_url, tmp_path):
+    # The orchestrator's cycle serves the draw (strategies.power_sample at the sharpness of its
+    # 60 labels), not the strict entropy order, which a first batch after a small seed is
+    # hurt by (README: "Will active learning pay off on my data?").
+    data = make_texts(160, seed=3)
+    data["text"] = [f"{t} t{i}" for i, t in enumerate(data.text)]
+    labelled = np.arange(len(data)) < 60
+    q = Queue(sqlite_url, labels=["neg", "pos"])
+    q.add(data.assign(label=data.label.where(labelled, None)), label="label")
+    run = Orchestrator(q, models_dir=tmp_path / "models", strategy="entropy",
+                       random_state=7).run_once()
+    assert run.status == "trained", run.reason
+    queue_order = q.undone()["item_id"].tolist()
+    ids = np.sort(np.concatenate([q.labelled()["item_id"], q.undone()["item_id"]]))[~labelled]
+    proba = load_model(run.model_file).predict_proba(data.text[~labelled].tolist())
+    drawn = power_sample(entropy(proba), sharpness(60), np.random.default_rng([7, run.run_id]))
+    assert ids[np.lexsort((ids, -drawn))].tolist() == queue_order
+    strict = entropy(proba)
+    assert ids[np.lexsort((ids, -strict))].tolist() != queue_order
 
 
 def test_changing_the_strategy_changes_the_items_a_round_picks():

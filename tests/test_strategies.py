@@ -20,7 +20,9 @@ from widgetal.strategies import (
     mix_random,
     multilabel_scores,
     pool_scores,
+    power_sample,
     random_scores,
+    sharpness,
     top_n,
     vote_entropy,
 )
@@ -204,7 +206,7 @@ def test_the_committee_ranks_by_the_vote_entropy_of_members_fitted_on_bootstraps
     # bootstraps differ, so the members do; each still saw both classes
     assert not np.allclose(members[0], members[1])
     _, scores = rank_pool("committee", model, X[40:], X_labelled=X[:40], y_labelled=y[:40],
-                          rng=np.random.default_rng(3))
+                          rng=np.random.default_rng(3), sharpness_per_label=None)
     np.testing.assert_allclose(scores, vote_entropy(members))
 
 
@@ -363,3 +365,71 @@ def test_strategies_module_fits_nothing():
 
     source = inspect.getsource(strategies)
     assert "clone(" not in source and ".fit(" not in source and "predict_proba(" not in source
+
+
+def test_power_sample_draws_each_item_first_in_proportion_to_its_score_to_the_power():
+    # weights 1 : 1 : 2 (beta 1) and 1 : 1 : 4 (beta 2): the third item comes first half of
+    # the time, then two thirds of the time; a zero score never does
+    scores = np.array([1.0, 1.0, 2.0, 0.0])
+    rng = np.random.default_rng(5)
+    for beta, share in ((1.0, 1 / 2), (2.0, 2 / 3)):
+        firsts = np.array([np.argmax(power_sample(scores, beta, rng)) for _ in range(4000)])
+        assert abs(np.mean(firsts == 2) - share) < 0.03
+        assert not (firsts == 3).any()
+    # beta 0 ignores the scores: every item alike, the zero score included
+    firsts = np.array([np.argmax(power_sample(scores, 0.0, rng)) for _ in range(4000)])
+    assert np.all(np.abs(np.bincount(firsts, minlength=4) / 4000 - 0.25) < 0.03)
+
+
+def test_power_sample_is_the_strict_order_when_sharp_and_ignores_the_scores_scale():
+    scores = np.linspace(0.1, 0.6, 200)
+    strict = np.argsort(-scores).tolist()
+    assert np.argsort(-power_sample(scores, np.inf, np.random.default_rng(0))).tolist() == strict
+    assert np.argsort(-power_sample(scores, 1e6, np.random.default_rng(0))).tolist() == strict
+    # margin is twice least-confidence for two classes: the same draw from the same seed
+    a = power_sample(scores, 10.0, np.random.default_rng(3))
+    b = power_sample(2 * scores, 10.0, np.random.default_rng(3))
+    np.testing.assert_array_equal(np.argsort(-a), np.argsort(-b))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="beta"):
+            power_sample(scores, bad, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="non-negative"):
+        power_sample(-scores, 1.0, np.random.default_rng(0))
+
+
+def test_an_unsure_early_model_gets_a_spread_batch_and_a_trained_one_its_strict_top():
+    # SpamAssassin after a seed of 100: the model's spam probabilities all sit between 0.2 and
+    # 0.48, so the strict entropy order asks the 100 most spam-like e-mails, one end of the
+    # ranking. Drawn at the sharpness of 100 labels, the batch reaches across the pool; at
+    # that of 5,000 labels it keeps to the unsure end (entropy is flat near 0.5, so items
+    # nearly as unsure as the strict top share its places).
+    p = np.linspace(0.2, 0.48, 2000)
+    proba = np.column_stack([1 - p, p])
+    u = entropy(proba)
+    strict = set(top_n(u, 100).tolist())
+    assert p[list(strict)].min() > 0.46
+    early = top_n(power_sample(u, sharpness(100), np.random.default_rng(0)), 100)
+    assert len(strict & set(early.tolist())) < 20
+    assert np.mean(p[early] < 0.4) > 0.3
+    late = top_n(power_sample(u, sharpness(5000), np.random.default_rng(0)), 100)
+    assert p[late].min() > 0.43
+    assert len(strict & set(late.tolist())) > 50
+
+
+def test_rank_pool_draws_the_order_at_the_sharpness_of_its_labelled_set():
+    X, y, model = _pool()
+    proba = model.predict_proba(X[40:])
+    _, drawn = rank_pool("entropy", model, X[40:], rng=np.random.default_rng(4),
+                         X_labelled=X[:40], y_labelled=y[:40])
+    expected = power_sample(entropy(proba), sharpness(40), np.random.default_rng(4))
+    np.testing.assert_array_equal(drawn, expected)
+    _, strict = rank_pool("entropy", model, X[40:], rng=np.random.default_rng(4),
+                          y_labelled=y[:40], sharpness_per_label=None)
+    np.testing.assert_allclose(strict, entropy(proba))
+    assert np.argsort(-drawn).tolist() != np.argsort(-strict).tolist()
+    # random is random already: not drawn again
+    _, rand = rank_pool("random", model, X[40:], rng=np.random.default_rng(4), y_labelled=y[:40])
+    np.testing.assert_array_equal(rand, random_scores(proba, np.random.default_rng(4)))
+    with pytest.raises(ValueError, match="sharpness_per_label"):
+        rank_pool("entropy", model, X[40:], rng=np.random.default_rng(4), y_labelled=y[:40],
+                  sharpness_per_label=-1.0)

@@ -41,17 +41,20 @@ from .io import read_table
 from .metrics import NAMES, check_metric, classification_scores, positive_class
 from .models import default_estimator, multilabel_classifier, multilabel_metrics
 from .ranking import rank_pool
-from .strategies import AGGREGATES, STRATEGIES, check_strategy, top_n
+from .strategies import AGGREGATES, SHARPNESS_PER_LABEL, STRATEGIES, check_strategy, top_n
 
 #: What ``widgetal simulate`` compares when no ``--strategies`` are given.
 DEFAULT_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "committee", "density")
 #: The same for a multi-label file (the committee votes for one class per text).
 DEFAULT_MULTILABEL_STRATEGIES = ("random", "least-confidence", "margin", "entropy", "density")
-#: Uncertainty measures that rank a two-class pool identically (all are monotone in min p).
+#: Uncertainty measures that put a two-class pool in the same strict order (all are monotone
+#: in min p).
 _SAME_FOR_TWO = {"least-confidence", "margin", "entropy"}
-#: Per label, margin is twice least-confidence (1 - |2p - 1| = 2 min(p, 1 - p)): with either
-#: aggregate they rank a multi-label pool identically.
-_SAME_FOR_LABEL_SETS = {"least-confidence", "margin"}
+#: Margin is twice least-confidence for two classes (1 - |2p - 1| = 2 min(p, 1 - p)), and per
+#: label with either aggregate: being proportional, the two are also drawn alike by
+#: :func:`widgetal.strategies.power_sample` from the same generator. Entropy is not
+#: proportional to them, so once the queue is drawn it is a curve of its own.
+_PROPORTIONAL = {"least-confidence", "margin"}
 #: The share of the full-data score a strategy must reach; "labels to 99%" in the table.
 TARGET_SHARE = 0.99
 
@@ -150,6 +153,7 @@ def simulate(
     test_index: Sequence[int] | None = None,
     max_labels: int | None = None,
     explore: float = 0.0,
+    sharpness_per_label: float | None = SHARPNESS_PER_LABEL,
     n_members: int = 5,
     features: Any = None,
     progress: bool = True,
@@ -195,6 +199,10 @@ def simulate(
     explore : float
         Share of each batch drawn at random by non-random strategies (see ``mix_random``), as
         the orchestrator's ``explore``.
+    sharpness_per_label : float or None
+        How sharply each round draws its batch from the strategy's scores, per label learnt
+        (:func:`widgetal.ranking.rank_pool`; the orchestrator's default). None: the strict
+        top of the scores, as before the draw.
     n_members : int
         Committee size for ``"committee"``.
     features : array or sparse matrix, optional
@@ -271,6 +279,8 @@ def simulate(
             "Need --batch >= 1, --start >= 1, 0 < --test-frac < 1, --repeats >= 1 and "
             f"0 <= explore <= 1 (got {batch}, {start}, {test_frac}, {repeats}, {explore})."
         )
+    if sharpness_per_label is not None and not sharpness_per_label >= 0:
+        raise InvalidInput(f"sharpness_per_label must be >= 0 or None, got {sharpness_per_label}.")
     try:
         pool_size = subpool.check_pool_size(pool_size)
         top = batch if top is None else subpool.check_top(top)
@@ -325,9 +335,11 @@ def simulate(
     bar = _bar(len(strategies) * repeats * rounds, progress)
     rows = []
     two_classes = not multi_label and classes.size == 2
-    # Twins rank identically only without exploration: each strategy draws its own explorers.
-    same = set() if explore > 0 else (
-        _SAME_FOR_LABEL_SETS if multi_label else _SAME_FOR_TWO if two_classes else set())
+    # Twins order the pool identically and draw from a generator of the same seed (_twin_key),
+    # so their draws and explorers are the same too.
+    strict = sharpness_per_label is None
+    same = (_PROPORTIONAL if multi_label or (two_classes and not strict)
+            else _SAME_FOR_TWO if two_classes else set())
     for repeat in range(repeats):
         repeat_rng = np.random.default_rng([seed, repeat])
         seed_set = (_seed_set_multilabel(y_pool, start, repeat_rng) if multi_label
@@ -336,13 +348,12 @@ def simulate(
         for name in strategies:
             twin = next((t for t in done if {t, name} <= same), None)
             if twin is not None:
-                # For two classes these measures are monotone in the same min(p) (for label
-                # sets, margin = 2 x least-confidence per label): they rank the pool
-                # identically, so the curve is the twin's, not recomputed.
+                # These measures order the pool identically (_SAME_FOR_TWO, _PROPORTIONAL)
+                # and draw from the same generator: the curve is the twin's, not recomputed.
                 done[name] = [{**row, "strategy": name} for row in done[twin]]
                 bar.update(len(done[name]))
                 continue
-            rng = np.random.default_rng([seed, repeat, _stable_hash(name)])
+            rng = np.random.default_rng([seed, repeat, _stable_hash(_twin_key(name, same))])
             done[name] = []
             # the subpool's generator is the strategy's twin's too: twins sample alike
             sampler = None if pool_size is None else _Sampler(
@@ -350,6 +361,7 @@ def simulate(
             for n_labels, scores in _curve(
                 name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
                 rng, explore, n_members, label_names, aggregate, positive, sampler,
+                sharpness_per_label,
             ):
                 done[name].append(
                     {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
@@ -361,6 +373,7 @@ def simulate(
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
         "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
         "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
+        "sharpness_per_label": sharpness_per_label,
         "metric": metric, "pool_size": pool_size, "top": top if pool_size else None,
     }
     if positive is not None:
@@ -510,6 +523,7 @@ def replay_round(
     multi_label: bool = False,
     aggregate: str = "mean",
     among: np.ndarray | None = None,
+    sharpness_per_label: float | None = SHARPNESS_PER_LABEL,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One simulated cycle's ranking: what the orchestrator would put first, given its model.
 
@@ -524,7 +538,7 @@ def replay_round(
         Every pool row's features and known label (``y_pool`` of the labelled rows only is
         read: the committee's members learn from them).
     labelled : ndarray of bool, shape (n_pool,)
-    rng, explore, n_members, multi_label, aggregate
+    rng, explore, n_members, multi_label, aggregate, sharpness_per_label
         As for :func:`widgetal.ranking.rank_pool`.
     among : ndarray of int, optional
         The unlabelled positions to score (a bounded cycle's subpool); default all.
@@ -541,7 +555,7 @@ def replay_round(
     _, scores = rank_pool(
         name, model, X_pool[left], rng=rng, explore=explore, multi_label=multi_label,
         aggregate=aggregate, X_labelled=X_pool[have], y_labelled=y_pool[have],
-        n_members=n_members,
+        n_members=n_members, sharpness_per_label=sharpness_per_label,
     )
     return left, scores
 
@@ -571,7 +585,8 @@ class _Sampler:
 
 
 def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng,
-           explore, n_members, label_names=None, aggregate="mean", positive=None, sampler=None):
+           explore, n_members, label_names=None, aggregate="mean", positive=None, sampler=None,
+           sharpness_per_label=SHARPNESS_PER_LABEL):
     """Yield (n_labels, test scores) after each round of one strategy (``label_names``: the
     labels of a multi-label ``y``, else None)."""
     labelled = np.zeros(len(y_pool), dtype=bool)
@@ -586,7 +601,7 @@ def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, lim
         left, scores = replay_round(
             name, model, X_pool, y_pool, labelled, rng=rng, explore=explore,
             n_members=n_members, multi_label=label_names is not None, aggregate=aggregate,
-            among=among,
+            among=among, sharpness_per_label=sharpness_per_label,
         )
         n = min(batch, limit - have.size)
         if among is None:
@@ -754,6 +769,12 @@ def _featurize(spec, texts, pool):
     featurizer = make_featurizer(spec)
     featurizer.fit([texts[i] for i in pool])
     return featurizer.transform(texts)
+
+
+def _twin_key(name: str, same: set[str]) -> str:
+    """The name a strategy's generator is seeded by: one name for a group of twins, so a
+    strategy run alone draws what it draws beside its twin."""
+    return min(same) if name in same else name
 
 
 def _stable_hash(name: str) -> int:

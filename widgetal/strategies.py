@@ -2,10 +2,10 @@
 
 Three layers, kept apart as in modAL: measures (``least_confidence``, ``margin``, ``entropy``,
 ``vote_entropy``) map arrays to one score per row; modifiers (``density_weighted``,
-``mix_random``) turn scores into other scores; ``pool_scores`` dispatches a strategy name to
-them. Picking the top ``n`` is ``top_n``. Nothing here fits or asks a model, nor touches a
-database: the ranking step that does (:func:`widgetal.ranking.rank_pool`) and the committee's
-fitting (:func:`widgetal.models.committee_proba`) hand their probabilities in.
+``power_sample``, ``mix_random``) turn scores into other scores; ``pool_scores`` dispatches a
+strategy name to them. Picking the top ``n`` is ``top_n``. Nothing here fits or asks a model, nor
+touches a database: the ranking step that does (:func:`widgetal.ranking.rank_pool`) and the
+committee's fitting (:func:`widgetal.models.committee_proba`) hand their probabilities in.
 
 Multi-label projects give an (n × L) array of per-label positive probabilities instead of a
 distribution over classes; ``multilabel_scores`` applies the same measures to each label's
@@ -308,6 +308,86 @@ def mix_random(scores: np.ndarray, share: float, rng: np.random.Generator) -> np
     mixed = np.empty(n)
     mixed[order] = (n - slot) / n
     return mixed
+
+
+def power_sample(scores: np.ndarray, beta: float, rng: np.random.Generator) -> np.ndarray:
+    """Draw the queue without replacement, each item with weight ``score ** beta``.
+
+    Top-``b`` by score asks ``b`` near-copies of the one question the model is least sure of,
+    and early on, while a model's probabilities hug the class prior (none crosses 0.5, say),
+    "least sure" is only the far end of its ranking, all of one class. Power acquisition
+    (Kirsch et al. (2023), "Stochastic batch acquisition: a simple baseline for deep active
+    learning", TMLR) samples instead: the Gumbel-top-k trick (Kool, van Hoof & Welling (2019),
+    ICML) orders by ``beta * log(score) + G`` with ``G ~ Gumbel(0, 1)``, which is exactly a
+    draw without replacement with probabilities proportional to ``score**beta``. ``beta = 0`` is
+    uniform random, a large ``beta`` the strict order by score; a score of 0 goes last. The
+    order is unchanged by scaling every score by the same factor. Returns rank scores in
+    ``(0, 1]``, higher = ask sooner.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples,)
+        Non-negative strategy scores.
+    beta : float >= 0, or ``inf`` for the strict order (``scores`` returned as they are)
+    rng : numpy.random.Generator
+        Draws ``n_samples`` Gumbel variates (unless ``beta`` is infinite).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        ``beta`` negative or NaN, scores negative, NaN or not 1-D.
+    EmptyPool
+        No scores.
+
+    Examples
+    --------
+    >>> s = np.array([0.9, 0.1, 0.0])
+    >>> int(np.argmax(power_sample(s, 50.0, np.random.default_rng(0))))  # sharp: the best first
+    0
+    >>> int(np.argmin(power_sample(s, 1.0, np.random.default_rng(0))))  # a zero score is last
+    2
+    """
+    scores = _check_scores(scores)
+    if not beta >= 0:  # also refuses NaN
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if np.isnan(scores).any() or (scores < 0).any():
+        raise ValueError("power_sample needs non-negative scores (probabilities' measures)")
+    _check_rng(rng)
+    if np.isinf(beta):
+        return scores.copy()
+    n = scores.shape[0]
+    with np.errstate(divide="ignore"):
+        keys = beta * np.log(scores) if beta > 0 else np.zeros(n)
+    keys = keys + rng.gumbel(size=n)
+    order = np.lexsort((np.arange(n), -keys))  # zero scores (-inf) last, in position order
+    ranked = np.empty(n)
+    ranked[order] = (n - np.arange(n)) / n
+    return ranked
+
+
+def sharpness(n_labelled: int, per_label: float | None = None) -> float:
+    """The power of :func:`power_sample` after ``n_labelled`` labels: ``per_label`` (default
+    ``SHARPNESS_PER_LABEL``) times them, so the order is broad while the model knows little and
+    tightens to the strict uncertainty order as labels grow (10 at 100 labels, 100 at 1,000).
+
+    >>> sharpness(100), sharpness(1_000)
+    (10.0, 100.0)
+    """
+    per_label = SHARPNESS_PER_LABEL if per_label is None else per_label
+    if n_labelled < 0 or not per_label >= 0:
+        raise ValueError(f"Need n_labelled >= 0 and per_label >= 0, got {n_labelled}, {per_label}")
+    return per_label * float(n_labelled)
+
+
+#: β per label of :func:`sharpness`. Chosen on two labelled sets with ``widgetal simulate``
+#: (README, "Will active learning pay off on my data?"): on SpamAssassin the strict order made
+#: the first uncertainty batch clearly worse than random (ROC AUC 0.962 against 0.981); 0.05,
+#: 0.1 and 0.2 all remove that, and on the tweets they keep the strict order's saving.
+SHARPNESS_PER_LABEL = 0.1
 
 
 def top_n(scores: np.ndarray, n: int) -> np.ndarray:
