@@ -82,13 +82,18 @@ def _bench_progress(q: Queue, n: int = 50) -> None:
 
 
 def _bench_reorder(q: Queue, n: int) -> None:
-    scores = np.random.default_rng(1).random(n)
-    t = time.perf_counter()
-    changed = q.reorder(np.arange(1, n + 1), scores)
-    elapsed = time.perf_counter() - t
-    print(f"  reorder {n:,} items ({changed:,} not done): {elapsed:.1f} s "
-          f"(targets at 1,000,000: SQLite 3 s, PostgreSQL 8 s; load average "
-          f"{os.getloadavg()[0]:.1f})")
+    rng = np.random.default_rng(1)
+    for what in ("priorities", "priorities and guesses"):  # an orchestrator cycle writes both
+        scores = rng.random(n)
+        guesses = None
+        if what != "priorities":
+            guesses = (np.where(scores > 0.5, "positive", "negative"), np.maximum(scores, 0.5))
+        t = time.perf_counter()
+        changed = q.reorder(np.arange(1, n + 1), scores, guesses=guesses)
+        elapsed = time.perf_counter() - t
+        print(f"  reorder {n:,} items ({changed:,} not done), {what}: {elapsed:.1f} s "
+              f"(targets at 1,000,000: SQLite 3 s, PostgreSQL 8 s; load average "
+              f"{os.getloadavg()[0]:.1f})")
 
 
 def _labeller(url: str, name: str, seconds: float, out) -> None:
