@@ -27,6 +27,7 @@ from widgetal.errors import InvalidInput
 from widgetal.features import make_featurizer
 from widgetal.models import load_latest
 from widgetal.orchestrator import Orchestrator
+from widgetal.strategies import power_sample, sharpness
 
 LABELS = ["other", "money"]
 # Four topics with no word in common, imported biggest first: import order serves the rare
@@ -261,9 +262,12 @@ def test_a_trained_model_replaces_the_cold_start_order(topics, tmp_path):
     assert run.status == "trained"
     pool = q.items(q.undone()["item_id"])
     assert {i.ranked_by for i in pool} == {run.run_id}  # no cold-start priority is left
-    proba = load_latest(tmp_path / "m").predict_proba([i.text for i in pool])
+    # served by the draw from the model's entropy (widgetal.ranking), not by the boost
+    by_id = sorted(pool, key=lambda i: i.item_id)
+    proba = load_latest(tmp_path / "m").predict_proba([i.text for i in by_id])
     entropy = -(proba * np.log(np.clip(proba, 1e-300, 1))).sum(axis=1)
-    assert np.all(np.diff(entropy) <= 1e-9)  # served by uncertainty, not by the boost
+    drawn = power_sample(entropy, sharpness(run.n_labels), np.random.default_rng([0, run.run_id]))
+    assert [i.item_id for i in pool] == [by_id[k].item_id for k in np.argsort(-drawn)]
     assert not all("striker" in i.text for i in pool[:20])
     # a boost after the model: matches first now, with the model's guesses kept
     guesses = {i.item_id: i.guess_label for i in pool}

@@ -22,7 +22,8 @@ from widgetal import Queue
 from widgetal.errors import DatabaseUnavailable, NotEnoughLabels
 from widgetal.models import list_models, load_latest
 from widgetal.orchestrator import Orchestrator, wait_for_database
-from widgetal.strategies import STRATEGIES
+from widgetal.ranking import rank_pool
+from widgetal.strategies import STRATEGIES, power_sample, sharpness, top_n
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "positive"]
@@ -119,18 +120,20 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert recorded["model_file"] == str(run.model_file)
     assert recorded["n_reranked"] == len(corpus) - 300 == run.n_reranked
 
-    # Independently: load the saved model, score what is left, and compare with what pops.
+    # Independently: load the saved model, score what is left (in id order, as the cycle
+    # reads it), draw the queue from its entropy at the sharpness of 300 labels with the
+    # run's seed (widgetal.ranking), and compare with what pops.
     model = load_latest(tmp_path / "models")
-    undone = queue.undone()
+    undone = queue.undone().sort_values("item_id")
     uncertainty = entropy(model.predict_proba(undone["text"].tolist()))
-    by_id = dict(zip(undone["item_id"], uncertainty))
+    drawn = power_sample(uncertainty, sharpness(300), np.random.default_rng([0, run.run_id]))
     k = 15
-    kth_best = np.sort(uncertainty)[-k]
     served = [queue.pop(f"reader{i}") for i in range(k)]
-    for item in served:
-        assert item.ranked_by == run.run_id
-        assert by_id[item.item_id] >= kth_best - 1e-9
-    assert max(by_id[i.item_id] for i in served) == pytest.approx(uncertainty.max())
+    assert all(item.ranked_by == run.run_id for item in served)
+    assert [i.item_id for i in served] == undone["item_id"].to_numpy()[top_n(drawn, k)].tolist()
+    # the draw leans to the least sure: what is served first is less sure than the rest
+    unsure = dict(zip(undone["item_id"], uncertainty))
+    assert np.mean([unsure[i.item_id] for i in served]) > np.mean(uncertainty)
     assert _labels_snapshot(queue) == before  # training and reordering changed no label
 
 
@@ -223,10 +226,14 @@ def test_exploration_puts_random_items_among_the_top(sqlite_url, tmp_path):
     data = generated(1000)
     q.add(data.iloc[:100], text="text", id="id", label="label")
     q.add(data.iloc[100:][["id", "text"]], text="text", id="id")
-    Orchestrator(q, models_dir=tmp_path, explore=0.0).run_once()
-    pure = q.undone()["item_id"].tolist()[:100]
-    Orchestrator(q, models_dir=tmp_path, explore=0.3).run_once()
+    run = Orchestrator(q, models_dir=tmp_path, explore=0.3).run_once()
     mixed = q.undone()["item_id"].tolist()[:100]
+    # the same run's order without exploration: its model, labels and seed, explore 0
+    pool = q.undone().sort_values("item_id")
+    _, scores = rank_pool("entropy", load_latest(tmp_path), pool["text"].tolist(),
+                          rng=np.random.default_rng([0, run.run_id]),
+                          y_labelled=q.labelled()["label"].to_numpy())
+    pure = pool["item_id"].to_numpy()[top_n(scores, 100)].tolist()
     overlap = len(set(pure) & set(mixed))
     assert 50 <= overlap <= 85  # about 70 of the top 100 stay; about 30 are random
 
