@@ -317,3 +317,23 @@ def test_cli_reports_a_one_class_file_as_an_error(tmp_path):
     result = CliRunner().invoke(app, ["simulate", str(path), "--out", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert isinstance(result.exception, NotEnoughLabels)
+
+
+def test_curves_computed_in_worker_processes_are_the_curves_computed_one_after_another():
+    # --jobs spreads the (repeat, strategy) curves over processes; each curve is seeded on its
+    # own, so the result, twins included, is the same as in one process
+    data = make_texts(240, seed=5)
+    kwargs = dict(strategies=["random", "least-confidence", "margin", "entropy", "committee"],
+                  batch=30, start=20, repeats=2, progress=False, max_labels=110, explore=0.2)
+    alone = simulate(data.text, data.label, n_jobs=1, **kwargs)
+    spread = simulate(data.text, data.label, n_jobs=2, **kwargs)
+    pd.testing.assert_frame_equal(alone.runs, spread.runs)
+    pd.testing.assert_frame_equal(alone.curves, spread.curves)
+    assert len(alone.runs) == 5 * 2 * 4  # every strategy, repeat and round
+
+
+@pytest.mark.parametrize("jobs", [0, 1.5])
+def test_a_jobs_count_that_means_nothing_is_refused(jobs):
+    data = make_texts(60)
+    with pytest.raises(InvalidInput, match="--jobs"):
+        simulate(data.text, data.label, n_jobs=jobs, progress=False, repeats=1)

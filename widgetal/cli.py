@@ -777,6 +777,9 @@ def simulate(
         None, help="With --pool-size: texts at the head of the queue re-scored each round "
         "(default: --batch).",
     ),
+    jobs: int = typer.Option(
+        -1, help="Curves computed at once, in worker processes (-1: one per CPU; 1: none). "
+        "The curves do not depend on it."),
     out: Path = typer.Option(Path("results"), help="Folder for curves.csv, summary.csv, PNG."),
     encoding: str = typer.Option("utf-8", help="The file's text encoding, e.g. latin-1."),
     columns: str | None = typer.Option(
@@ -800,7 +803,7 @@ def simulate(
         texts, answers, strategies=chosen, featurizer=featurizer, batch=batch, start=start,
         test_frac=test_frac, repeats=repeats, explore=explore, seed=seed, max_labels=max_labels,
         multi_label=multi_label, label_set=label_set, label_sep=label_sep, aggregate=aggregate,
-        metric=metric, pool_size=pool_size, top=top,
+        metric=metric, pool_size=pool_size, top=top, n_jobs=jobs,
     )
     paths = result.save(out)
     summary = result.summary()

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 
 from . import labelsets
@@ -164,6 +165,7 @@ def simulate(
     metric: str | None = None,
     pool_size: int | None = None,
     top: int | None = None,
+    n_jobs: int = 1,
 ) -> SimulationResult:
     """Simulate active learning on labelled texts and return the learning curves.
 
@@ -234,6 +236,9 @@ def simulate(
         queue so kept. Default: every unlabelled text is scored.
     top : int, optional
         With ``pool_size``: how many at the head are re-scored (default ``batch``).
+    n_jobs : int
+        Curves computed at once, in worker processes (joblib; -1: one per CPU). The curves do
+        not depend on it.
 
     Returns
     -------
@@ -279,6 +284,9 @@ def simulate(
             "Need --batch >= 1, --start >= 1, 0 < --test-frac < 1, --repeats >= 1 and "
             f"0 <= explore <= 1 (got {batch}, {start}, {test_frac}, {repeats}, {explore})."
         )
+    if n_jobs == 0 or not isinstance(n_jobs, int | np.integer):
+        raise InvalidInput(f"--jobs must be a whole number other than 0 (-1: one per CPU), got "
+                           f"{n_jobs!r}.")
     if sharpness_per_label is not None and not sharpness_per_label >= 0:
         raise InvalidInput(f"sharpness_per_label must be >= 0 or None, got {sharpness_per_label}.")
     try:
@@ -340,34 +348,40 @@ def simulate(
     strict = sharpness_per_label is None
     same = (_PROPORTIONAL if multi_label or (two_classes and not strict)
             else _SAME_FOR_TWO if two_classes else set())
+    # Plan every (repeat, strategy) curve first: twins are copied, the rest computed, in
+    # worker processes when ``n_jobs`` allows (each curve is independent and seeded, so the
+    # result does not depend on how many run at once).
+    plans, units = [], []
     for repeat in range(repeats):
         repeat_rng = np.random.default_rng([seed, repeat])
         seed_set = (_seed_set_multilabel(y_pool, start, repeat_rng) if multi_label
                     else _seed_set(y_pool, start, repeat_rng))
-        done: dict[str, list[dict]] = {}
+        computed: list[str] = []
         for name in strategies:
-            twin = next((t for t in done if {t, name} <= same), None)
-            if twin is not None:
-                # These measures order the pool identically (_SAME_FOR_TWO, _PROPORTIONAL)
-                # and draw from the same generator: the curve is the twin's, not recomputed.
-                done[name] = [{**row, "strategy": name} for row in done[twin]]
-                bar.update(len(done[name]))
-                continue
-            rng = np.random.default_rng([seed, repeat, _stable_hash(_twin_key(name, same))])
-            done[name] = []
-            # the subpool's generator is the strategy's twin's too: twins sample alike
-            sampler = None if pool_size is None else _Sampler(
-                len(y_pool), pool_size, top, np.random.default_rng([seed, repeat, 1]))
-            for n_labels, scores in _curve(
-                name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit,
-                rng, explore, n_members, label_names, aggregate, positive, sampler,
-                sharpness_per_label,
-            ):
-                done[name].append(
-                    {"strategy": name, "repeat": repeat, "n_labels": n_labels, **scores}
-                )
-                bar.update(1)
-        rows.extend(row for name in strategies for row in done[name])
+            twin = next((t for t in computed if {t, name} <= same), None)
+            plans.append((repeat, name, twin))
+            if twin is None:
+                computed.append(name)
+                units.append((repeat, name, seed_set))
+    curves = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_strategy_curve)(
+            name, repeat, seed, same, seed_set, pool_size, top, estimator, X_pool, y_pool,
+            X_test, y_test, batch, limit, explore, n_members, label_names, aggregate, positive,
+            sharpness_per_label)
+        for repeat, name, seed_set in units
+    )
+    done: dict[tuple[int, str], list[dict]] = {}
+    for (repeat, name, _), curve in zip(units, curves):
+        done[repeat, name] = [{"strategy": name, "repeat": repeat, "n_labels": n, **scores}
+                              for n, scores in curve]
+        bar.update(len(curve))
+    for repeat, name, twin in plans:
+        if twin is not None:
+            # These measures order the pool identically (_SAME_FOR_TWO, _PROPORTIONAL)
+            # and draw from the same generator: the curve is the twin's, not recomputed.
+            done[repeat, name] = [{**row, "strategy": name} for row in done[repeat, twin]]
+            bar.update(len(done[repeat, name]))
+        rows.extend(done[repeat, name])
     bar.close()
     settings = {
         "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
@@ -582,6 +596,20 @@ class _Sampler:
     def next_batch(self, left: np.ndarray, n: int) -> np.ndarray:
         """The head of the queue: what labellers are served next."""
         return left[np.lexsort((left, -self.priority[left]))[:n]]
+
+
+def _strategy_curve(name, repeat, seed, same, seed_set, pool_size, top, estimator, X_pool,
+                    y_pool, X_test, y_test, batch, limit, explore, n_members, label_names,
+                    aggregate, positive, sharpness_per_label) -> list:
+    """One strategy's whole curve in one repeat: [(n_labels, scores), ...]."""
+    rng = np.random.default_rng([seed, repeat, _stable_hash(_twin_key(name, same))])
+    # the subpool's generator is the strategy's twin's too: twins sample alike
+    sampler = None if pool_size is None else _Sampler(
+        len(y_pool), pool_size, top, np.random.default_rng([seed, repeat, 1]))
+    return list(_curve(
+        name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng, explore,
+        n_members, label_names, aggregate, positive, sampler, sharpness_per_label,
+    ))
 
 
 def _curve(name, estimator, X_pool, y_pool, X_test, y_test, seed_set, batch, limit, rng,
