@@ -18,6 +18,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import multiprocessing as mp
 import os
+import re
+import subprocess
 import tempfile
 import time
 import uuid
@@ -96,23 +98,27 @@ def _bench_reorder(q: Queue, n: int) -> None:
               f"{os.getloadavg()[0]:.1f})")
 
 
-def _labeller(url: str, name: str, seconds: float, out) -> None:
+def _labeller(url: str, name: str, seconds: float, out, with_progress: bool = False) -> None:
     q = Queue(url)
     count = 0
     end = time.monotonic() + seconds
     item = q.pop(name)
     while item is not None and time.monotonic() < end:
         item = q.submit_and_pop(item.item_id, "negative", name)  # as the widget does per click
+        if with_progress:
+            q.progress(name)  # the widget also refreshes its counts on every click
         count += 1
     out.put(count)
 
 
-def _bench_throughput(q: Queue, url: str, labellers: int, seconds: float) -> None:
+def _bench_throughput(
+    q: Queue, url: str, labellers: int, seconds: float, with_progress: bool = False
+) -> float:
     before = q.progress().done
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_labeller, args=(url, f"team{i}", seconds, out))
+        ctx.Process(target=_labeller, args=(url, f"team{i}", seconds, out, with_progress))
         for i in range(labellers)
     ]
     t = time.perf_counter()
@@ -127,11 +133,48 @@ def _bench_throughput(q: Queue, url: str, labellers: int, seconds: float) -> Non
     total = sum(counts)
     assert q.progress().done - before == total, "a label went missing"
     # Process start-up (imports) is inside `elapsed`; the rate uses the labelling window.
+    what = "submit_and_pop + progress" if with_progress else "submit_and_pop"
     print(
-        f"  {labellers} concurrent labellers for {seconds:.0f} s: {total:,} labels = "
+        f"  {labellers} concurrent labellers ({what}) for {seconds:.0f} s: {total:,} labels = "
         f"{total / seconds:,.0f} labels/s (wall {elapsed:.1f} s incl. start-up), "
-        f"{duplicates} duplicates"
+        f"{duplicates} duplicates; load average {os.getloadavg()[0]:.1f}"
     )
+    return total / seconds
+
+
+def _pgbench(base: str, clients: int, seconds: int) -> float | None:
+    """pgbench's TPC-B-like rate on this server and machine: the yardstick for labels/s."""
+    exe = Path(os.environ.get("PGBENCH", "/usr/lib/postgresql/15/bin/pgbench"))
+    if not exe.exists():
+        print(f"  (no pgbench at {exe}: set PGBENCH)")
+        return None
+    url = sa.make_url(base)
+    scratch = f"bench_pgbench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(
+        url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    args = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
+            "-U", url.username or "", scratch]
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{scratch}"')
+    try:
+        subprocess.run([exe, "-i", "-q", "-s", str(clients), *args], env=env, check=True,
+                       capture_output=True)
+        run = subprocess.run([exe, "-c", str(clients), "-j", "2", "-T", str(seconds), *args],
+                             env=env, check=True, capture_output=True, text=True)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{scratch}"')
+        admin.dispose()
+    found = re.search(r"tps = ([0-9.]+)", run.stdout)
+    if found is None:
+        print("  (could not read pgbench's tps)")
+        return None
+    tps = float(found.group(1))
+    print(f"  pgbench TPC-B-like, {clients} clients for {seconds} s: {tps:,.0f} transactions/s; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    return tps
 
 
 def _bench_baseline(tmp: Path, sizes: list[int]) -> None:
@@ -186,6 +229,11 @@ def main(
     audit_share: float = typer.Option(
         0.0, help="Share of pops drawn for the audit sample (new projects: 0.05)."
     ),
+    pgbench: bool = typer.Option(
+        False, help="Also run pgbench (TPC-B-like, as many clients as labellers) and print "
+        "labels/s as a ratio to its transactions/s."
+    ),
+    pgbench_seconds: int = typer.Option(20, help="How long pgbench runs."),
 ):
     frame = _frame(items)
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +253,15 @@ def main(
                 _bench_pop_submit(q)
                 _bench_progress(q)
                 _bench_reorder(q, items)
-                _bench_throughput(q, url, labellers, seconds)
+                rate = _bench_throughput(q, url, labellers, seconds)
+                if pgbench:
+                    clicks = _bench_throughput(q, url, labellers, seconds, with_progress=True)
+                    tps = _pgbench(postgres_url, labellers, pgbench_seconds)
+                    if tps:
+                        print(f"  ratio to pgbench (the README's figure: pop then "
+                              f"submit_and_pop, as the widget's path): {rate / tps:.2f}; "
+                              f"with progress() per click as the widget also does: "
+                              f"{clicks / tps:.2f}")
                 q.engine.dispose()
             finally:
                 with admin.begin() as conn:
