@@ -379,10 +379,8 @@ def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
     assert len(statements) == 1
 
 
-def test_a_reorder_of_most_of_the_queue_leaves_its_indexes_as_they_were(queue, monkeypatch):
-    # Large enough that SQLite rebuilds the priority indexes instead of moving each entry (at
-    # a threshold lowered from half a million, to keep the test quick).
-    monkeypatch.setattr("widgetal.db._REBUILD_MIN", 20_000)
+def test_a_reorder_of_most_of_the_queue_leaves_its_indexes_as_they_were(queue):
+    # Large enough that SQLite rebuilds the priority indexes instead of moving each entry.
     n = 25_000
     queue.add(_texts(n))
     indexes = _indexes(queue)

@@ -22,11 +22,9 @@ from .errors import DatabaseUnavailable
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CONNECT_TIMEOUT_S = 10
 # A SQLite reorder of at least this many items, and this share of all items, rebuilds the
-# items' indexes instead of moving each entry (see sql.drop_item_indexes); a smaller one keeps
-# them. Measured on one machine, reordering every item of a queue: moving entries was faster
-# at 32,000 to 300,000 items (145 against 164 ms, 1.7 against 1.9 s), rebuilding at 1,000,000
-# (5.8 against 6.2 s).
-_REBUILD_MIN = 500_000
+# items' indexes instead of moving each entry (see sql.drop_item_indexes); a small reorder
+# keeps them.
+_REBUILD_MIN = 20_000
 _REBUILD_SHARE = 0.1
 # SQLite's page cache for a reorder (KiB; the default is 2 MiB): a large one rewrites more pages
 # than that, which would otherwise spill to the WAL mid-transaction and be written twice. The
