@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -43,6 +45,55 @@ def test_postgresql_leases_skip_the_synchronous_commit(postgres_url):
     with db.write() as conn:  # SET LOCAL ended with its transaction
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
 
+
+
+def _end_sessions(postgres_url: str, pids: set[int]) -> None:
+    """End these server sessions as a restart would, and wait until they are gone."""
+    admin = sa.create_engine(normalise_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for pid in pids:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        for _ in range(500):
+            alive = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity "
+                                         "WHERE pid = ANY(:pids)"), {"pids": list(pids)}).scalar()
+            if not alive:
+                break
+            time.sleep(0.01)
+    admin.dispose()
+
+
+def test_a_click_after_the_server_ended_its_pooled_connection_is_recorded(postgres_url):
+    # A restart ends every session; the pooled connection it killed must not fail the next click.
+    queue = Queue(postgres_url, labels=["a", "b"])
+    queue.add(["one", "two", "three"])
+    item = queue.pop("ana")
+    with queue.db.read() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    _end_sessions(postgres_url, {pid})
+    following = queue.submit_and_pop(item.item_id, "a", "ana")
+    assert following is not None and following.item_id != item.item_id
+    assert queue.labelled()[["item_id", "label"]].values.tolist() == [[item.item_id, "a"]]
+    with queue.db.read() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+
+
+def test_a_live_pooled_connection_costs_no_ping_and_an_ended_one_is_replaced(postgres_url,
+                                                                             monkeypatch):
+    # The pre-ping's replacement: no round trip per click while the session lives.
+    db = Database(postgres_url)
+    pings = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(1) or ping(c))
+    with db.read() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    for _ in range(3):
+        with db.write() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pid
+    assert pings == []
+    _end_sessions(postgres_url, {pid})
+    with db.write() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    assert pings == [1]
 
 def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlite_url):
     queue = Queue(sqlite_url, labels=["a", "b"])

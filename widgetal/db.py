@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -168,17 +169,17 @@ def _make_engine(url: str) -> sa.Engine:
         raise DatabaseUnavailable(f"'{url}' is not a database URL: {exc}") from exc
     if parsed.get_backend_name() != "sqlite":
         try:
-            # pre_ping: a connection that died with a server restart is replaced, not
-            # handed to a labeller's click.
             # connect_timeout: a server behind a firewall that drops packets would otherwise
             # hang a connect (and `orchestrate --once`) forever instead of failing.
-            return sa.create_engine(
-                parsed, pool_pre_ping=True, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}
+            engine = sa.create_engine(
+                parsed, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}
             )
         except ModuleNotFoundError as exc:
             raise DatabaseUnavailable(
                 f"No driver for {parsed.get_backend_name()}: pip install 'widgetal[postgres]'."
             ) from exc
+        sa.event.listen(engine, "checkout", _ping_if_stirred(engine.dialect))
+        return engine
     engine = sa.create_engine(parsed)
 
     @sa.event.listens_for(engine, "connect")
@@ -203,6 +204,32 @@ def _make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _ping_if_stirred(dialect: sa.Dialect):
+    """A pool checkout hook: a connection that died with a server restart is replaced, not
+    handed to a labeller's click, without a round trip per checkout (SQLAlchemy's pre-ping
+    costs one on every click).
+
+    A server that ends a session (restart, ``pg_terminate_backend``, idle timeout) sends a
+    last message and closes the socket, so an idle pooled connection whose socket has
+    anything to read is suspect: only then is it pinged, and replaced if the ping fails.
+    """
+
+    def checkout(dbapi_conn, _record, _proxy) -> None:
+        try:
+            quiet = not select.select([dbapi_conn.fileno()], [], [], 0)[0]
+        except (AttributeError, OSError, ValueError):  # no descriptor to watch: ping
+            quiet = False
+        if quiet:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+            dbapi_conn.rollback()
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+    return checkout
 
 
 def _first_line(exc: Exception) -> str:
