@@ -124,6 +124,22 @@ def test_submit_and_pop_records_the_label_and_leases_the_next_item_at_once(queue
     assert queue.pop("bob").item_id not in (first.item_id, second.item_id)
 
 
+
+def test_a_label_records_what_its_labeller_was_served(queue):
+    # Provenance comes from the item row the first label closes (one statement on PostgreSQL,
+    # two on SQLite): the priority and ranking run it was served with, not the later ones.
+    queue.add(_texts(3))
+    queue.reorder([1, 2, 3], [0.9, 0.5, 0.1], ranked_by=7)
+    served = queue.pop("ana")
+    queue.reorder([1, 2, 3], [0.2, 0.3, 0.4], ranked_by=8)  # re-ranked while ana reads
+    following = queue.submit_and_pop(served.item_id, "positive", "ana", seconds=2.5)
+    queue.submit(following.item_id, "negative", "ana", seconds=4.0)
+    events = queue.events()
+    assert events[["item_id", "label", "labeller", "seconds", "ranked_by", "priority"]
+                  ].values.tolist() == [[1, "positive", "ana", 2.5, 7, 0.9],
+                                        [3, "negative", "ana", 4.0, 8, 0.4]]
+    assert queue.labelled(audit_column=True).audit.tolist() == [False, False]
+
 def test_submit_and_pop_is_all_or_nothing(queue):
     queue.add(_texts(2))
     first = queue.pop("ana")

@@ -61,6 +61,38 @@ class Database:
             with conn.execution_options(widgetal_begin="DEFERRED", widgetal_durable=False).begin():
                 yield conn
 
+    def record_first_label(self, conn: sa.Connection, row: dict) -> bool:
+        """Overlap 1: mark the item done if nobody did first and append the label ``row``
+        (item_id, label, labeller, seconds, now), with what the labeller was
+        served as its provenance. False, with nothing written, when another label won or the
+        item wants more than one (the caller's locked path tells which).
+        PostgreSQL: one statement; SQLite: the two it stands for."""
+        if self.dialect == "postgresql":
+            return conn.execute(sql.record_first_label_postgresql, row).first() is not None
+        won = conn.execute(sql.mark_item_done, row).first()
+        if won is None:
+            return False
+        conn.execute(sql.insert_label, {**row, "created_at": row["now"],
+                                        "priority": won.served_priority,
+                                        "ranked_by": won.served_ranked_by,
+                                        "audit": bool(won.audit)})
+        return True
+
+    def lease_own_or_next(self, conn: sa.Connection, params: dict,
+                          audit: bool) -> sa.Row | None:
+        """The labeller's live lease renewed, else the best free item of one kind (the audit
+        reserve, or the rest) leased, skipping locked rows; None if neither. PostgreSQL: one
+        statement; SQLite: the ones it stands for."""
+        if self.dialect == "postgresql":
+            statement = (sql.lease_own_or_next_audit_postgresql if audit
+                         else sql.lease_own_or_next_postgresql)
+            return conn.execute(statement, params).first()
+        own = conn.execute(sql.find_own_lease, params).scalar()
+        if own is not None:
+            return conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
+        statement = sql.lease_next_audit_item if audit else sql.lease_next_item
+        return conn.execute(statement, params).first()
+
     def write_priorities(self, ids: list[int], scores: list[float], ranked_by: int | None,
                          guess_labels: list[str] | None, guess_probas: list[float] | None) -> int:
         """Set items' priorities and published guesses in one set-based write; returns how

@@ -312,11 +312,9 @@ class Queue:
         overlap = self._overlap(conn)
         if overlap == 1:
             # One statement decides who wins: the fast path every single-labeller click takes.
-            won = conn.execute(sql.mark_item_done, {"item_id": item_id, "now": now}).first()
-            if won is not None:
-                conn.execute(sql.insert_label, _label_row(
-                    item_id, label, labeller, seconds, now, won.served_priority,
-                    won.served_ranked_by, won.audit))
+            row = {"item_id": item_id, "label": label, "labeller": labeller, "now": now,
+                   "seconds": seconds}
+            if self.db.record_first_label(conn, row):
                 return
         self._record_label_locked(conn, item_id, label, labeller, seconds, now,
                                   self._overlap(conn, fresh=True))
@@ -388,23 +386,21 @@ class Queue:
         overlap = self._overlap(conn)
         if overlap > 1:
             return self._lease_slot(conn, params, overlap)
-        own = conn.execute(sql.find_own_lease, params).scalar()
-        if own is not None:
-            row = conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
-            return _item(row)
-        # The drawn kind first; when none of that kind is left, the other (an exhausted
-        # reserve, or an exhausted rest once only reserve items remain).
-        kinds = [(sql.lease_next_item, sql.lease_next_item_waiting),
-                 (sql.lease_next_audit_item, sql.lease_next_audit_item_waiting)]
-        if self._draws_audit(conn):
-            kinds.reverse()
-        for skipping, waiting in kinds:
-            row = conn.execute(skipping, params).first()
-            if row is None and self.dialect == "postgresql":
-                row = conn.execute(waiting, params).first()
-            if row is not None:
-                return _item(row)
-        return None
+        # The labeller's own lease, else the drawn kind; when none of that kind is left, the
+        # other (an exhausted reserve, or an exhausted rest once only reserve items remain).
+        audit = self._draws_audit(conn)
+        drawn = (sql.lease_next_item, sql.lease_next_item_waiting)
+        other = (sql.lease_next_audit_item, sql.lease_next_audit_item_waiting)
+        if audit:
+            drawn, other = other, drawn
+        row = self.db.lease_own_or_next(conn, params, audit)  # own, else drawn[0]
+        if row is None and self.dialect == "postgresql":
+            row = conn.execute(drawn[1], params).first()
+        if row is None:
+            row = conn.execute(other[0], params).first()
+        if row is None and self.dialect == "postgresql":
+            row = conn.execute(other[1], params).first()
+        return None if row is None else _item(row)
 
     def _lease_slot(self, conn: sa.Connection, params: dict, overlap: int) -> Item | None:
         """Overlap: one of the K slots of the best item this labeller has not seen (or, drawn
