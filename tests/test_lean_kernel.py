@@ -3,17 +3,27 @@ torch nor numpy, because guesses come from the queue and tables are only built o
 path.
 
 Each check runs in a fresh interpreter, as a Voila kernel does; the database is prepared here, in
-the test process, where pandas is welcome (adding texts reads a table).
+the test process, where pandas is welcome (adding texts reads a table). The last checks read a
+kernel that real Voila started through ``widgetal serve``: it comes from widgetal's kernelspec,
+with its memory settings.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from widgetal import Queue
 
@@ -125,3 +135,80 @@ def test_a_pooled_kernel_reads_its_page_request_without_loading_the_voila_server
     assert asked == ["/base/voila/query/k-123"]
     assert got["out"] == {"name": "ana", "server": [], "query": "labeller=ana"}
     assert got["heavy"] == []
+
+
+# A notebook that reports, as its output, what its kernel sees of the lean kernel's settings.
+KERNEL_REPORT = """import json, os, sys
+from ipykernel.kernelapp import IPKernelApp
+seen = {
+    "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+    "history": get_ipython().history_manager.enabled,
+    "capture_fd_output": IPKernelApp.instance().capture_fd_output,
+    "pooled": os.environ.get("VOILA_PREHEAT") == "True",
+}
+print("KERNEL" + json.dumps(seen) + "KERNEL")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _served_kernel(tmp_path: Path, pool: int) -> dict:
+    """Serve the report notebook with ``widgetal serve``'s Voila command line, from a folder of
+    its own (no project there), and read what the page's kernel reported."""
+    from widgetal import serve
+
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "report",
+                     "metadata": {}, "outputs": [], "source": KERNEL_REPORT}],
+          "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                      "language": "python", "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    notebook = tmp_path / "report.ipynb"
+    notebook.write_text(json.dumps(nb))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    log_path = tmp_path / "voila.log"
+    port = _free_port()
+    with open(log_path, "wb") as log:
+        proc = serve.start(f"sqlite:///{tmp_path / 'k.db'}", port=port, notebook=notebook,
+                           pool=pool, cwd=elsewhere, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            filled = f"is filled with {pool} kernel(s)"
+            while time.monotonic() < deadline and proc.poll() is None:
+                with socket.socket() as s:
+                    up = s.connect_ex(("127.0.0.1", port)) == 0
+                if up and (not pool or filled in log_path.read_text(errors="replace")):
+                    break
+                time.sleep(0.3)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120) as page:
+                body = html.unescape(page.read().decode())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+    found = re.search(r"KERNEL(\{.*?\})KERNEL", body)
+    assert found, log_path.read_text(errors="replace")[-2000:]
+    return json.loads(found.group(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", [0, 1])
+def test_served_kernels_come_from_widgetals_kernelspec_with_its_memory_settings(tmp_path, pool):
+    """A page's kernel, pooled or not, has IPython's history and the capture of C-level output
+    off and two malloc arenas."""
+    pytest.importorskip("voila")
+    seen = _served_kernel(tmp_path, pool)
+    assert seen == {"malloc_arena_max": "2", "history": False, "capture_fd_output": False,
+                    "pooled": bool(pool)}

@@ -5,7 +5,9 @@ database is what they share. Kernels of closed or idle tabs are culled, sources 
 so labellers see the app and not the code, and the database URL reaches every kernel through
 the environment. A pool of pre-started kernels (``pool``, Voila's ``preheat_kernel``) lets a
 page take a kernel that has already imported widgetal and opened the database; the kernel then
-waits for its page's request (query string, headers) before deciding who labels.
+waits for its page's request (query string, headers) before deciding who labels. Every kernel,
+pooled or not, is started from widgetal's own ``python3`` kernelspec (share/kernels/python3):
+ipykernel without the input history a page never uses, and with two malloc arenas.
 """
 
 from __future__ import annotations
@@ -147,7 +149,9 @@ def kernel_environment(
         if on is not None:
             env[name] = "1" if on else "0"
     env["WIDGETAL_DB_URL"] = absolute_sqlite_url(db_url)
-    # Voila finds widgetal's template (SHARE/voila/templates) on the Jupyter data path.
+    # Voila finds widgetal's template (SHARE/voila/templates) and kernelspec
+    # (SHARE/kernels/python3: a leaner ipykernel, found before any other python3 spec) on the
+    # Jupyter data path, which its kernels inherit too.
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), env.get("JUPYTER_PATH")) if p)
     if models_dir is not None:
         env["WIDGETAL_MODELS_DIR"] = str(Path(models_dir).resolve())
