@@ -32,7 +32,17 @@ from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
-from . import audit, coldstart, features, labelsets, models, ranking, stopping, strategies
+from . import (
+    audit,
+    coldstart,
+    features,
+    labelsets,
+    models,
+    ranking,
+    signals,
+    stopping,
+    strategies,
+)
 from . import pool as subpool
 from .cluster import Cluster, ClusterEmbedder, ClusterModel
 from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
@@ -786,8 +796,7 @@ def orchestrate(
     left half-written).
     """
     stop = stop_event or threading.Event()
-    restore = _install_signal_handlers(stop)
-    try:
+    with signals.on_stop(_stop_handler(stop)):
         q = wait_for_database(url, timeout_seconds=wait_seconds, stop_event=stop)
         if q is None:
             return None
@@ -817,14 +826,10 @@ def orchestrate(
             orch.close()
         log.info("stopped")
         return None
-    finally:
-        restore()
 
 
-def _install_signal_handlers(stop: threading.Event):
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # signals reach the main thread only; the caller owns stopping
-
+def _stop_handler(stop: threading.Event):
+    """The first signal stops after the cycle in progress; a second one abandons it."""
     def handler(signum, _frame):
         if stop.is_set():
             log.warning("second %s: abandoning the cycle", signal.Signals(signum).name)
@@ -832,13 +837,7 @@ def _install_signal_handlers(stop: threading.Event):
         log.info("%s: stopping after the current cycle", signal.Signals(signum).name)
         stop.set()
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore():
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-    return restore
+    return handler
 
 
 def _guesses(classes: Any, proba: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import io, projectfile, serve
+from . import io, projectfile, serve, signals
 from .errors import InvalidInput
 from .project import DEFAULT_AUDIT_SHARE
 from .queue import Queue
@@ -104,18 +104,16 @@ def quickstart(
     def _stop(_signum, _frame):
         stop.set()
 
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.wait(0.5):
-            if orchestrator.poll() is not None or app.poll() is not None:
-                break
-    finally:
-        for child in (app, orchestrator):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        codes = [_wait(child) for child in (app, orchestrator)]
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with signals.on_stop(_stop):
+        try:
+            while not stop.wait(0.5):
+                if orchestrator.poll() is not None or app.poll() is not None:
+                    break
+        finally:
+            for child in (app, orchestrator):
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            codes = [_wait(child) for child in (app, orchestrator)]
     return 0 if stop.is_set() and all(c in (0, -15, 143) for c in codes) else max(map(abs, codes))
 
 
