@@ -697,9 +697,13 @@ class Queue:
         counts once for each.
         """
         with self.db.read() as conn:
-            total = conn.execute(sql.read_item_count).scalar_one()
-            per_label = dict(conn.execute(sql.count_per_label).all())
-            per_labeller = dict(conn.execute(sql.count_per_labeller).all())
+            total, per_label, per_labeller = 0, {}, {}
+            for row in conn.execute(sql.read_progress):
+                if row.labeller is None:
+                    total = row.n
+                    continue
+                per_label[row.label] = per_label.get(row.label, 0) + row.n
+                per_labeller[row.labeller] = per_labeller.get(row.labeller, 0) + row.n
             # K = 1: an item is done exactly while one label counts, so the label counts give
             # "done" without counting items (nor can labels disagree); with overlap, labels
             # outnumber items and these two counts are worth their cost.

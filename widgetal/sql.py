@@ -606,7 +606,7 @@ reopen_item = (
     .returning(*_item_columns)
 )
 
-# -- progress (every click: each is an index-only or small aggregate) -------------------------
+# -- progress (every click: a row read and a small aggregate) -----------------------------------
 
 # Items in all: one row read, not a count over the items table (see schema.counters).
 read_item_count = sa.select(counters.c.value).where(counters.c.name == "items")
@@ -618,19 +618,16 @@ add_to_item_count = (
     .values(value=counters.c.value + sa.bindparam("n"))
 )
 
-# Labels that count, per label. Their sum is the number of items done: an item is done exactly
+# A progress bar in one statement: the item count (in a row whose label and labeller are NULL),
+# then the labels that count per label and labeller, a few rows that give both tallies from one
+# pass over the labels. The per-label sum is the number of items done: an item is done exactly
 # while one label for it counts (the first wins; undo reopens it).
-count_per_label = (
-    sa.select(labels.c.label, sa.func.count().label("n"))
+read_progress = sa.union_all(
+    sa.select(sa.null().label("label"), sa.null().label("labeller"),
+              counters.c.value.label("n")).where(counters.c.name == "items"),
+    sa.select(labels.c.label, labels.c.labeller, sa.func.count().label("n"))
     .where(labels.c.undone_at.is_(None))
-    .group_by(labels.c.label)
-)
-
-# Labels that count, per labeller.
-count_per_labeller = (
-    sa.select(labels.c.labeller, sa.func.count().label("n"))
-    .where(labels.c.undone_at.is_(None))
-    .group_by(labels.c.labeller)
+    .group_by(labels.c.label, labels.c.labeller),
 )
 
 # How many labels exist in all (undone included): the orchestrator's "new labels" trigger.
