@@ -127,3 +127,29 @@ def test_a_sqlite_reorder_finds_items_by_rowid_not_through_a_partial_index(sqlit
 def test_a_url_that_is_not_a_url_is_named():
     with pytest.raises(DatabaseUnavailable, match="is not a database URL"):
         Database("not a url at all")
+
+
+def test_sqlite_contention_past_the_busy_timeout_is_not_reported_as_an_outage(tmp_path):
+    """A writer that gave up waiting for another's lock gets SQLite's own error ("locked"),
+    told apart by its error code; a file that cannot be opened is an unreachable database."""
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    db = Database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write transaction
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="locked") as raised:
+            with db.translate_errors(), db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        assert not isinstance(raised.value, DatabaseUnavailable)
+    finally:
+        holder.rollback()
+        holder.close()
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    unreachable = Database(f"sqlite:///{folder}")
+    with pytest.raises(DatabaseUnavailable, match="unable to open database file"):
+        with unreachable.translate_errors():
+            unreachable.engine.connect()

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import re
 import select
+import sqlite3
 from collections.abc import Iterator
 
 import sqlalchemy as sa
 
 from . import sql
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, first_line
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CONNECT_TIMEOUT_S = 10
@@ -55,9 +56,16 @@ class Database:
                 yield conn
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[sa.Connection]:
-        """A read transaction: one consistent snapshot, no write lock."""
+    def read(self, snapshot: bool = True) -> Iterator[sa.Connection]:
+        """A read transaction: one consistent snapshot, no write lock.
+
+        ``snapshot=False`` is for reads whose statements need not agree with each other (a
+        read of one statement): on PostgreSQL each runs on its own, without the BEGIN and
+        COMMIT round trips.
+        """
         with self.translate_errors(), self.engine.connect() as conn:
+            if not snapshot and self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             with conn.execution_options(widgetal_begin="DEFERRED", widgetal_durable=False).begin():
                 yield conn
 
@@ -160,13 +168,19 @@ class Database:
         try:
             yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if "database is locked" in str(exc):
+            if _sqlite_busy(exc):
                 raise  # SQLite contention past the busy timeout: not an outage
             where = self.engine.url.render_as_string(hide_password=True)
             raise DatabaseUnavailable(
-                f"Cannot reach the database at {where}: {_first_line(exc)}. Check that the "
+                f"Cannot reach the database at {where}: {first_line(exc)}. Check that the "
                 "server is running and the URL is right; nothing was changed."
             ) from exc
+
+
+def _sqlite_busy(exc: sa.exc.DBAPIError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock, told by its error code."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 @contextlib.contextmanager
@@ -262,8 +276,3 @@ def _ping_if_stirred(dialect: sa.Dialect):
             raise sa.exc.DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
     return checkout
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

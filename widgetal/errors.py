@@ -59,3 +59,10 @@ class NotAReviewer(WidgetalError):
 
 class NotAwaitingReview(WidgetalError):
     """A review of an item whose labels do not (or no longer) disagree."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line for a message or a log: a driver's own error when SQLAlchemy wraps
+    one (its text would add the statement and parameters), else the exception's."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

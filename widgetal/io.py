@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 
 from . import labelset_io
 from .errors import InvalidInput
+from .schema import jsonable
 
 #: Row numbers in messages are capped so an error about 100,000 rows stays readable.
 _SHOW = 10
@@ -246,7 +246,7 @@ def prepare_rows(
     metas: list[dict[str, Any] | None]
     if other:
         metas = [
-            {k: _jsonable(v) for k, v in rec.items()} for rec in frame[other].to_dict("records")
+            {k: _meta_value(v) for k, v in rec.items()} for rec in frame[other].to_dict("records")
         ]
     else:
         metas = [None] * len(frame)
@@ -399,13 +399,6 @@ def _as_text(value: Any) -> str:
     return "" if _is_missing(value) else str(value)
 
 
-def _jsonable(value: Any) -> Any:
-    if _is_missing(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return str(value)
+def _meta_value(value: Any) -> Any:
+    """A meta cell as its JSON column stores it; pandas' missing values (NaN, NA, NaT) are null."""
+    return None if _is_missing(value) else jsonable(value)

@@ -20,7 +20,6 @@ import pickle
 import platform
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import WidgetalError
+from .schema import jsonable, utcnow
 
 #: The metric in a model's file name: defined for any number of classes, robust to imbalance.
 NAME_METRIC = "f1_macro"
@@ -97,7 +97,7 @@ def save_model(
     """
     folder = Path(models_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     metric = next(
         (m for m in (metric, "accuracy", "subset_accuracy") if _finite(metrics.get(m))), "accuracy"
     )
@@ -113,9 +113,9 @@ def save_model(
     sidecar = {
         "file": final.name,
         "created_at": now.isoformat(),
-        "metrics": _jsonable(metrics),
+        "metrics": jsonable(metrics),
         "versions": library_versions(),
-        **_jsonable(info),
+        **jsonable(info),
     }
     tmp_json = _write_temp(folder, json.dumps(sidecar, indent=2, sort_keys=True).encode())
     os.replace(tmp_json, final.with_suffix(".json"))
@@ -127,7 +127,7 @@ def update_info(model_file: str | os.PathLike, **fields: Any) -> None:
     """Add or replace sidecar fields (e.g. the timings of phases after the save), atomically."""
     sidecar = Path(model_file).with_suffix(".json")
     meta = json.loads(sidecar.read_text())
-    meta.update(_jsonable(fields))
+    meta.update(jsonable(fields))
     tmp = _write_temp(sidecar.parent, json.dumps(meta, indent=2, sort_keys=True).encode())
     os.replace(tmp, sidecar)
 
@@ -450,21 +450,6 @@ def _finite(value: Any) -> bool:
         return value is not None and bool(np.isfinite(float(value)))
     except (TypeError, ValueError):
         return False
-
-
-def _jsonable(value: Any) -> Any:
-    # numpy scalars and arrays, Paths and NaN become plain JSON (NaN -> null).
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not _finite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 __all__ = [

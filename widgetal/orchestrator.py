@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,10 @@ from . import (
 )
 from . import pool as subpool
 from .cluster import Cluster, ClusterEmbedder, ClusterModel
-from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels
+from .errors import DatabaseUnavailable, EmptyPool, NotEnoughLabels, first_line
 from .metrics import average_precision, check_metric, positive_class
 from .queue import Queue
+from .schema import jsonable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class Orchestrator:
         row and raised.
         """
         q = self.queue
-        started = _utcnow()
+        started = utcnow()
         run_id = q.start_run(featurizer=self.featurizer, strategy=self.strategy)
         run = Run(status="running", run_id=run_id, started_at=started)
         timings: dict[str, float] = {}
@@ -264,13 +265,13 @@ class Orchestrator:
                             embedder=self._template if self._cached else None)
                 if cold:
                     run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
-                run.finished_at = _utcnow()
+                run.finished_at = utcnow()
                 q.finish_run(
                     run_id,
                     n_labels=run.n_labels,
                     metrics={"awaiting_review": run.awaiting_review,
                              **({"cold_start": cold} if cold else {})},
-                    timings=_json(timings),
+                    timings=jsonable(timings),
                     error=f"skipped: {reason}",
                     **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
                        if cold else {}),
@@ -335,15 +336,15 @@ class Orchestrator:
             run.n_reranked = self._rerank(run, pipeline, X, y, timings)
             models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked,
                               pool=run.pool, cluster=run.cluster)
-            run.status, run.timings, run.finished_at = "trained", timings, _utcnow()
+            run.status, run.timings, run.finished_at = "trained", timings, utcnow()
             q.finish_run(
                 run_id,
                 n_labels=run.n_labels,
                 # beside the scores: how many items the model could not learn from yet
-                metrics={**_json(run.metrics), "awaiting_review": run.awaiting_review,
+                metrics={**jsonable(run.metrics), "awaiting_review": run.awaiting_review,
                          "pool": run.pool, **({"cluster": run.cluster} if run.cluster else {})},
                 model_file=str(run.model_file),
-                timings=_json(timings),
+                timings=jsonable(timings),
                 n_reranked=run.n_reranked,
             )
             log.info("run %s: reordered %d items; timings %s", run_id, run.n_reranked,
@@ -353,7 +354,7 @@ class Orchestrator:
             run.status, run.reason, run.timings = "failed", f"{type(exc).__name__}: {exc}", timings
             try:
                 q.finish_run(
-                    run_id, n_labels=run.n_labels, timings=_json(timings), error=run.reason
+                    run_id, n_labels=run.n_labels, timings=jsonable(timings), error=run.reason
                 )
             except Exception:  # the database may be what failed; the raise below says why
                 log.debug("could not record the failure of run %s", run_id, exc_info=True)
@@ -394,7 +395,7 @@ class Orchestrator:
                 backoff = backoff_seconds
             except TRANSIENT_ERRORS as exc:
                 seen = None  # retry the cycle as soon as the database is back
-                log.warning("database error, retrying in %.1f s: %s", backoff, _first_line(exc))
+                log.warning("database error, retrying in %.1f s: %s", backoff, first_line(exc))
                 stop.wait(backoff)
                 backoff = min(backoff * 2, max_backoff_seconds)
                 continue
@@ -760,9 +761,9 @@ def wait_for_database(
         except TRANSIENT_ERRORS as exc:
             if deadline is not None and time.monotonic() + backoff > deadline:
                 raise DatabaseUnavailable(
-                    f"{_first_line(exc)} (gave up after {timeout_seconds:.0f} s)"
+                    f"{first_line(exc)} (gave up after {timeout_seconds:.0f} s)"
                 ) from exc
-            log.warning("waiting for the database: %s", _first_line(exc))
+            log.warning("waiting for the database: %s", first_line(exc))
         stop = stop_event or threading.Event()
         if stop.wait(backoff):
             return None
@@ -894,20 +895,6 @@ def _fmt(values: dict) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
-
-
-def _json(values: dict) -> dict:
-    # PostgreSQL's JSON refuses NaN; an undefined score is stored as null.
-    return models._jsonable(values)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 __all__ = [

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -19,6 +21,28 @@ SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, as every timestamp column stores it."""
+    return datetime.now(timezone.utc)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as a JSON column stores it on every database: numpy scalars and arrays become
+    plain values, other objects their text, and NaN or infinity null (PostgreSQL's JSON refuses
+    them)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 #: key/value project settings: label set, instructions, schema version.
 settings = sa.Table(
