@@ -61,7 +61,7 @@ def _kernels(server: int) -> list[int]:
             except OSError:
                 continue
             parent[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: ppid
-            if b"ipykernel_launcher" in cmd:
+            if b"ipykernel_launcher" in cmd or b"widgetal.kernel" in cmd:  # widgetal's spec
                 kernels.append(int(proc.name))
 
     def under(pid: int) -> bool:

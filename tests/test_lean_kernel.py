@@ -141,9 +141,11 @@ def test_a_pooled_kernel_reads_its_page_request_without_loading_the_voila_server
 KERNEL_REPORT = """import json, os, sys
 from ipykernel.kernelapp import IPKernelApp
 seen = {
+    "argv0": os.path.basename(sys.argv[0]),
     "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
     "history": get_ipython().history_manager.enabled,
     "capture_fd_output": IPKernelApp.instance().capture_fd_output,
+    "loaded": [m for m in ("debugpy", "jedi", "parso") if sys.modules.get(m) is not None],
     "pooled": os.environ.get("VOILA_PREHEAT") == "True",
 }
 print("KERNEL" + json.dumps(seen) + "KERNEL")
@@ -206,9 +208,9 @@ def _served_kernel(tmp_path: Path, pool: int) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("pool", [0, 1])
 def test_served_kernels_come_from_widgetals_kernelspec_with_its_memory_settings(tmp_path, pool):
-    """A page's kernel, pooled or not, has IPython's history and the capture of C-level output
-    off and two malloc arenas."""
+    """A page's kernel, pooled or not, runs widgetal.kernel: no debugger (debugpy) and no jedi
+    loaded, IPython's history and the capture of C-level output off, two malloc arenas."""
     pytest.importorskip("voila")
     seen = _served_kernel(tmp_path, pool)
-    assert seen == {"malloc_arena_max": "2", "history": False, "capture_fd_output": False,
-                    "pooled": bool(pool)}
+    assert seen == {"argv0": "kernel.py", "malloc_arena_max": "2", "history": False,
+                    "capture_fd_output": False, "loaded": [], "pooled": bool(pool)}

@@ -6,18 +6,19 @@ so labellers see the app and not the code, and the database URL reaches every ke
 the environment. A pool of pre-started kernels (``pool``, Voila's ``preheat_kernel``) lets a
 page take a kernel that has already imported widgetal and opened the database; the kernel then
 waits for its page's request (query string, headers) before deciding who labels. Every kernel,
-pooled or not, is started from widgetal's own ``python3`` kernelspec (share/kernels/python3):
-ipykernel without the input history a page never uses, and with two malloc arenas.
+pooled or not, is started from widgetal's own ``python3`` kernelspec (:mod:`widgetal.kernel`):
+ipykernel without the debugger, jedi's completion and the input history a page never uses.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from . import signals
 
 LABEL_NOTEBOOK = Path(__file__).with_name("notebooks") / "label.ipynb"
 POOL_FILL_DELAY_SECONDS = 20
@@ -30,8 +31,8 @@ APP_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widg
                   "anywidget")
 
 # Pre-started kernels kept waiting for pages (--pool). Each idle one costs a kernel's memory
-# (89 MB resident, 71 MB proportional, measured; see the README's Performance section): 20 (a
-# class opening together) about 1.8 GB. Off by default: one person needs none, and a team lead
+# (76 MB resident, 62 MB proportional, measured; see the README's Performance section): 20 (a
+# class opening together) about 1.5 GB. Off by default: one person needs none, and a team lead
 # sizes it to the burst of pages expected.
 DEFAULT_POOL = 0
 
@@ -150,8 +151,8 @@ def kernel_environment(
             env[name] = "1" if on else "0"
     env["WIDGETAL_DB_URL"] = absolute_sqlite_url(db_url)
     # Voila finds widgetal's template (SHARE/voila/templates) and kernelspec
-    # (SHARE/kernels/python3: a leaner ipykernel, found before any other python3 spec) on the
-    # Jupyter data path, which its kernels inherit too.
+    # (SHARE/kernels/python3: the lean kernel of widgetal.kernel, found before any other python3
+    # spec) on the Jupyter data path, which its kernels inherit too.
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), env.get("JUPYTER_PATH")) if p)
     if models_dir is not None:
         env["WIDGETAL_MODELS_DIR"] = str(Path(models_dir).resolve())
@@ -206,12 +207,8 @@ def serve(
     def _forward(signum, _frame):
         proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with signals.on_stop(_forward):
         return proc.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def voila_config_paths() -> list[str]:
