@@ -640,7 +640,7 @@ def serve(
     ),
     max_kernels: int = typer.Option(
         0, envvar="WIDGETAL_MAX_KERNELS",
-        help="Most pages open at once (each holds a kernel of ~150 MB); past it a page says "
+        help="Most pages open at once (each holds a kernel of ~80 MB); past it a page says "
         "the app is full. 0: no cap.",
     ),
     show_guess: bool | None = typer.Option(
@@ -654,7 +654,7 @@ def serve(
     pool: int = typer.Option(
         DEFAULT_POOL, envvar="WIDGETAL_POOL",
         help="Kernels kept started ahead of pages, so a page need not wait for one (each idle "
-        "one holds ~140 MB; not counted by --max-kernels). 0 (default): start each page's "
+        "one holds ~80 MB; not counted by --max-kernels). 0 (default): start each page's "
         "kernel on demand.",
     ),
     db: str | None = DbOption,

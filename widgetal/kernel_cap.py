@@ -1,6 +1,6 @@
 """A kernel manager for Voila that refuses to start more than ``max_kernels`` kernels at once.
 
-Every page load starts a kernel of about 150 MB; without a cap a flood of page loads (or one
+Every page load starts a kernel of about 80 MB; without a cap a flood of page loads (or one
 script reloading a page) exhausts the server's memory. ``widgetal serve --max-kernels N`` runs
 Voila with ``--VoilaConfiguration.multi_kernel_manager_class`` set to :class:`CappedKernelManager`;
 the page past the cap gets HTTP 503 and Voila's error page with a plain explanation, and the
