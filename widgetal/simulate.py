@@ -253,6 +253,53 @@ def simulate(
         smaller than the number of classes (multi-label: no label both carried and not carried
         in the pool, or a seed set too small to hold both answers of every label).
     """
+    texts, y, label_set = _read_labels(texts, labels, multi_label, label_set, label_sep)
+    strategies, pool_size, top = _check_options(
+        strategies, multi_label, aggregate, metric, batch, start, test_frac, repeats, explore,
+        n_jobs, sharpness_per_label, pool_size, top)
+    texts, y, features, classes, test, pool, untrained = _split_rows(
+        texts, y, features, multi_label, label_set, test_frac, seed, test_index, start)
+
+    X = features if features is not None else _featurize(featurizer, texts, pool)
+    X_pool, X_test, y_pool, y_test = X[pool], X[test], y[pool], y[test]
+    estimator = default_estimator() if estimator is None else estimator
+    positive = None
+    if multi_label:
+        estimator = multilabel_classifier(estimator)
+        metric = metric or "f1_micro"
+        _seed_set_multilabel(y_pool, start, np.random.default_rng([seed, 0]))  # fails early
+    else:
+        metric = metric or ("roc_auc" if classes.size == 2 else "f1_macro")
+        if classes.size == 2:  # the class average precision ranks, as the orchestrator's
+            positive = positive_class(y_pool)
+    label_names = list(classes) if multi_label else None
+    full = clone(estimator).fit(X_pool, y_pool)
+    full_score = _score(full, X_test, y_test, label_names, positive)[metric]
+
+    limit = len(pool) if max_labels is None else min(len(pool), max_labels)
+    rows = _curves(
+        strategies, repeats, seed, start, batch, limit, progress, n_jobs, multi_label,
+        two_classes=not multi_label and classes.size == 2, strict=sharpness_per_label is None,
+        curve_args=(pool_size, top, estimator, X_pool, y_pool, X_test, y_test, batch, limit,
+                    explore, n_members, label_names, aggregate, positive, sharpness_per_label),
+    )
+    settings = {
+        "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
+        "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
+        "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
+        "sharpness_per_label": sharpness_per_label,
+        "metric": metric, "pool_size": pool_size, "top": top if pool_size else None,
+    }
+    if positive is not None:
+        settings["positive_class"] = positive
+    if multi_label:
+        settings.update(multi_label=True, aggregate=aggregate, untrained_labels=untrained)
+    return SimulationResult(pd.DataFrame(rows), metric, float(full_score), settings)
+
+
+def _read_labels(texts: Sequence[str], labels: Sequence[Any], multi_label: bool,
+                 label_set: Sequence[str] | None, label_sep: str | None):
+    """The texts as strings and the labels as an array ("" where a row has none)."""
     texts = ["" if t is None else str(t) for t in texts]
     if multi_label:
         y, label_set = _label_sets(labels, label_set, label_sep)
@@ -260,6 +307,13 @@ def simulate(
         y = np.array(["" if _empty(v) else str(v).strip() for v in labels], dtype=object)
     if len(texts) != len(y):
         raise InvalidInput(f"Got {len(texts)} texts but {len(y)} labels.")
+    return texts, y, label_set
+
+
+def _check_options(strategies, multi_label, aggregate, metric, batch, start, test_frac,
+                   repeats, explore, n_jobs, sharpness_per_label, pool_size, top):
+    """Every option checked before any work, each with its own message; returns the strategies
+    (the default set if None), and the pool size and top as the rounds use them."""
     if strategies is None:
         strategies = DEFAULT_MULTILABEL_STRATEGIES if multi_label else DEFAULT_STRATEGIES
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -294,6 +348,11 @@ def simulate(
         top = batch if top is None else subpool.check_top(top)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    return strategies, pool_size, top
+
+
+def _split_rows(texts, y, features, multi_label, label_set, test_frac, seed, test_index, start):
+    """The rows with a label, split into the held-out test rows and the pool."""
     keep = np.flatnonzero(y != "")
     if test_index is not None:
         # Positions refer to the rows given; map them onto the kept rows.
@@ -321,31 +380,21 @@ def simulate(
                 f"--start {start} is smaller than the {classes.size} classes; the seed set needs "
                 "one of each."
             )
+    return texts, y, features, classes, test, pool, untrained
 
-    X = features if features is not None else _featurize(featurizer, texts, pool)
-    X_pool, X_test, y_pool, y_test = X[pool], X[test], y[pool], y[test]
-    estimator = default_estimator() if estimator is None else estimator
-    positive = None
-    if multi_label:
-        estimator = multilabel_classifier(estimator)
-        metric = metric or "f1_micro"
-        _seed_set_multilabel(y_pool, start, np.random.default_rng([seed, 0]))  # fails early
-    else:
-        metric = metric or ("roc_auc" if classes.size == 2 else "f1_macro")
-        if classes.size == 2:  # the class average precision ranks, as the orchestrator's
-            positive = positive_class(y_pool)
-    label_names = list(classes) if multi_label else None
-    full = clone(estimator).fit(X_pool, y_pool)
-    full_score = _score(full, X_test, y_test, label_names, positive)[metric]
 
-    limit = len(pool) if max_labels is None else min(len(pool), max_labels)
+def _curves(strategies, repeats, seed, start, batch, limit, progress, n_jobs, multi_label,
+            two_classes, strict, curve_args) -> list[dict]:
+    """Every (repeat, strategy) learning curve as rows: twins copied, the others computed.
+
+    ``curve_args`` are :func:`_strategy_curve`'s arguments after the seed set, in its order.
+    """
+    y_pool = curve_args[4]
     rounds = 1 + int(np.ceil(max(limit - min(start, limit), 0) / batch))
     bar = _bar(len(strategies) * repeats * rounds, progress)
     rows = []
-    two_classes = not multi_label and classes.size == 2
     # Twins order the pool identically and draw from a generator of the same seed (_twin_key),
     # so their draws and explorers are the same too.
-    strict = sharpness_per_label is None
     same = (_PROPORTIONAL if multi_label or (two_classes and not strict)
             else _SAME_FOR_TWO if two_classes else set())
     # Plan every (repeat, strategy) curve first: twins are copied, the rest computed, in
@@ -364,10 +413,7 @@ def simulate(
                 computed.append(name)
                 units.append((repeat, name, seed_set))
     curves = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_strategy_curve)(
-            name, repeat, seed, same, seed_set, pool_size, top, estimator, X_pool, y_pool,
-            X_test, y_test, batch, limit, explore, n_members, label_names, aggregate, positive,
-            sharpness_per_label)
+        delayed(_strategy_curve)(name, repeat, seed, same, seed_set, *curve_args)
         for repeat, name, seed_set in units
     )
     done: dict[tuple[int, str], list[dict]] = {}
@@ -383,18 +429,7 @@ def simulate(
             bar.update(len(done[repeat, name]))
         rows.extend(done[repeat, name])
     bar.close()
-    settings = {
-        "featurizer": featurizer, "estimator": repr(estimator), "batch": batch, "start": start,
-        "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": list(classes),
-        "repeats": repeats, "seed": seed, "explore": explore, "max_labels": max_labels,
-        "sharpness_per_label": sharpness_per_label,
-        "metric": metric, "pool_size": pool_size, "top": top if pool_size else None,
-    }
-    if positive is not None:
-        settings["positive_class"] = positive
-    if multi_label:
-        settings.update(multi_label=True, aggregate=aggregate, untrained_labels=untrained)
-    return SimulationResult(pd.DataFrame(rows), metric, float(full_score), settings)
+    return rows
 
 
 def load_labelled(
