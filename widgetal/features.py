@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -233,8 +233,19 @@ class TransformerEmbedder(TransformerMixin, BaseEstimator):
 _LOADED = ("_tokenizer", "_model", "_device")
 
 
+class FeatureCache(Protocol):
+    """Where embeddings are kept between cycles: what :func:`embed_cached` needs of a store
+    (the queue is one: its feature table)."""
+
+    def cached_features(self, featurizer: str, item_ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored vectors of those items that have one under ``featurizer``."""
+
+    def store_features(self, featurizer: str, vectors: dict[int, bytes]) -> None:
+        """Keep new vectors under ``featurizer``."""
+
+
 def embed_cached(
-    queue: Any,
+    queue: FeatureCache,
     featurizer_spec: str,
     item_ids: Sequence[int],
     texts: Sequence[str],
@@ -244,8 +255,8 @@ def embed_cached(
 
     Parameters
     ----------
-    queue : Queue
-        Where the cache lives (``cached_features`` / ``store_features``).
+    queue : FeatureCache
+        Where the cache lives, such as the :class:`~widgetal.queue.Queue`.
     featurizer_spec : str
         The cache key, e.g. ``"transformer:sentence-transformers/all-MiniLM-L6-v2"``.
     item_ids, texts : sequences of the same length
