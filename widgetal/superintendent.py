@@ -78,53 +78,11 @@ def import_superintendent(source_url: str, queue: Queue) -> SuperintendentImport
         raise InvalidInput(
             f"superintendent rows {empty[:10]} have empty texts; nothing was imported."
         )
-    found = sorted({lab for lab in labels if lab is not None})
-    label_set = queue.labels
-    if not label_set and found:
-        if len(found) < 2:
-            raise NotInitialised(
-                f"The superintendent database has only the label {found}; a label set needs "
-                "two. Run `widgetal init --labels ...` first, then import again."
-            )
-        label_set = found  # stored below, once everything has been checked
-    outside = sorted(set(found) - set(label_set))
-    if outside:
-        raise InvalidInput(
-            f"The superintendent database has labels {outside} outside this project's label "
-            f"set {label_set}. Import into a project with those labels (widgetal init --labels "
-            f"{','.join(found)}); nothing was imported."
-        )
-    if label_set != queue.labels:
-        queue.adopt_labels(label_set)
-
+    _adopt_label_set(queue, labels)
     external = [f"{EXTERNAL_ID_PREFIX}{r['id']}" for r in rows]
     before = queue.find_external_ids(external)
-    frame = pd.DataFrame(
-        {
-            "external_id": external,
-            "text": texts,
-            "label": labels,
-            "labeller": [r["worker_id"] or DEFAULT_LABELLER for r in rows],
-            "superintendent_id": [r["id"] for r in rows],
-            "inserted_at": [_iso(r["inserted_at"]) for r in rows],
-            "completed_at": [
-                _iso(r["completed_at"]) if lab else None
-                for r, lab in zip(rows, labels, strict=True)
-            ],
-        }
-    )
-    meta_cols = ["external_id", "text", "superintendent_id", "inserted_at", "completed_at"]
-    # Labelled rows arrive with their label, one transaction per labeller; the rest unlabelled.
-    # A label superintendent gave after an earlier import reaches its (already stored) item the
-    # same way; where widgetal already holds another label for it, widgetal's is kept.
-    labels_added = labels_present = 0
-    labelled = frame[frame["label"].notna()]
-    for labeller, group in labelled.groupby("labeller", sort=True):
-        result = queue.add(group[[*meta_cols, "label"]], text="text", id="external_id",
-                           label="label", labeller=str(labeller), on_conflict="keep")
-        labels_added += result.labels_added + result.labels_added_existing
-        labels_present += result.labels_already_present + len(result.label_conflicts)
-    queue.add(frame.loc[frame["label"].isna(), meta_cols], text="text", id="external_id")
+    frame = _frame(rows, external, texts, labels)
+    labels_added, labels_present = _add_rows(queue, frame)
     after = queue.find_external_ids(external)
 
     new_ids, scores = _scores([after[e][0] for e in external], rows, dialect, set(before), external)
@@ -138,6 +96,65 @@ def import_superintendent(source_url: str, queue: Queue) -> SuperintendentImport
         prioritised=prioritised,
         label_set=queue.labels,
     )
+
+
+def _adopt_label_set(queue: Queue, labels: list[str | None]) -> None:
+    """The project's label set, from the source's labels if it has none; refuses labels
+    outside it before anything is imported."""
+    found = sorted({lab for lab in labels if lab is not None})
+    label_set = queue.labels
+    if not label_set and found:
+        if len(found) < 2:
+            raise NotInitialised(
+                f"The superintendent database has only the label {found}; a label set needs "
+                "two. Run `widgetal init --labels ...` first, then import again."
+            )
+        label_set = found  # stored at the end, once everything has been checked
+    outside = sorted(set(found) - set(label_set))
+    if outside:
+        raise InvalidInput(
+            f"The superintendent database has labels {outside} outside this project's label "
+            f"set {label_set}. Import into a project with those labels (widgetal init --labels "
+            f"{','.join(found)}); nothing was imported."
+        )
+    if label_set != queue.labels:
+        queue.adopt_labels(label_set)
+
+
+def _frame(rows: list[dict], external: list[str], texts: list[str],
+           labels: list[str | None]) -> pd.DataFrame:
+    """One row per superintendent row: its text, label, labeller and timestamps."""
+    return pd.DataFrame(
+        {
+            "external_id": external,
+            "text": texts,
+            "label": labels,
+            "labeller": [r["worker_id"] or DEFAULT_LABELLER for r in rows],
+            "superintendent_id": [r["id"] for r in rows],
+            "inserted_at": [_iso(r["inserted_at"]) for r in rows],
+            "completed_at": [
+                _iso(r["completed_at"]) if lab else None
+                for r, lab in zip(rows, labels, strict=True)
+            ],
+        }
+    )
+
+
+def _add_rows(queue: Queue, frame: pd.DataFrame) -> tuple[int, int]:
+    """Queue every row; returns the labels added and those widgetal already held."""
+    meta_cols = ["external_id", "text", "superintendent_id", "inserted_at", "completed_at"]
+    # Labelled rows arrive with their label, one transaction per labeller; the rest unlabelled.
+    # A label superintendent gave after an earlier import reaches its (already stored) item the
+    # same way; where widgetal already holds another label for it, widgetal's is kept.
+    labels_added = labels_present = 0
+    labelled = frame[frame["label"].notna()]
+    for labeller, group in labelled.groupby("labeller", sort=True):
+        result = queue.add(group[[*meta_cols, "label"]], text="text", id="external_id",
+                           label="label", labeller=str(labeller), on_conflict="keep")
+        labels_added += result.labels_added + result.labels_added_existing
+        labels_present += result.labels_already_present + len(result.label_conflicts)
+    queue.add(frame.loc[frame["label"].isna(), meta_cols], text="text", id="external_id")
+    return labels_added, labels_present
 
 
 class LabelNotRecorded(UserWarning):
