@@ -95,6 +95,26 @@ def test_a_live_pooled_connection_costs_no_ping_and_an_ended_one_is_replaced(pos
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     assert pings == [1]
 
+
+def test_a_read_without_a_snapshot_runs_each_statement_on_its_own(db_url):
+    # progress() reads one statement per click: on PostgreSQL it skips BEGIN and COMMIT.
+    db = Database(db_url)
+    stamp = ("SELECT transaction_timestamp()" if db.dialect == "postgresql"
+             else "SELECT count(*) FROM sqlite_master")
+    with db.read() as conn:
+        first = conn.exec_driver_sql(stamp).scalar()
+        time.sleep(0.01)
+        assert conn.exec_driver_sql(stamp).scalar() == first
+        assert conn.in_transaction()
+    with db.read(snapshot=False) as conn:
+        first = conn.exec_driver_sql(stamp).scalar()
+        time.sleep(0.01)
+        again = conn.exec_driver_sql(stamp).scalar()
+        assert again != first if db.dialect == "postgresql" else again == first
+    with db.write() as conn:  # the pooled connection is back in a transaction for writes
+        first = conn.exec_driver_sql(stamp).scalar()
+        assert conn.exec_driver_sql(stamp).scalar() == first
+
 def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlite_url):
     queue = Queue(sqlite_url, labels=["a", "b"])
     queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
@@ -104,7 +124,29 @@ def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlit
     with queue.db.read() as conn:  # the same pooled connection the reorder used
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == default
         assert conn.exec_driver_sql("PRAGMA temp.cache_size").scalar() == default
+        assert conn.exec_driver_sql("PRAGMA threads").scalar() == 0
     assert queue.pop("ana").item_id == 30
+
+
+def test_a_sqlite_reorder_skips_the_wait_for_the_disk_and_the_next_label_does_not(sqlite_url):
+    """A reorder lost to a power cut is redone by the next cycle; a label never is."""
+    queue = Queue(sqlite_url, labels=["a", "b"])
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
+    seen = {}
+
+    @sa.event.listens_for(queue.engine, "before_cursor_execute")
+    def _settings(_conn, cursor, statement, *_):
+        kind = ("reorder" if statement.startswith("UPDATE widgetal_items NOT INDEXED")
+                else "label" if statement.startswith("INSERT INTO widgetal_labels") else None)
+        if kind:
+            raw = cursor.connection
+            seen[kind] = (raw.execute("PRAGMA synchronous").fetchone()[0],
+                          raw.execute("PRAGMA threads").fetchone()[0])
+
+    assert queue.reorder(list(range(1, 31)), [float(i) for i in range(30)]) == 30
+    item = queue.pop("ana")
+    queue.submit(item.item_id, "a", "ana")
+    assert seen == {"reorder": (1, 2), "label": (2, 0)}  # NORMAL with sorter threads; FULL
 
 
 def test_a_sqlite_reorder_finds_items_by_rowid_not_through_a_partial_index(sqlite_url):
