@@ -98,11 +98,13 @@ def _bench_reorder(q: Queue, n: int) -> None:
               f"{os.getloadavg()[0]:.1f})")
 
 
-def _labeller(url: str, name: str, seconds: float, out, with_progress: bool = False) -> None:
+def _labeller(url: str, name: str, seconds: float, out, go, with_progress: bool = False) -> None:
     q = Queue(url)
     count = 0
-    end = time.monotonic() + seconds
     item = q.pop(name)
+    out.put("ready")
+    go.wait()  # all labellers start together, connected, as pgbench's clients do
+    end = time.monotonic() + seconds
     while item is not None and time.monotonic() < end:
         item = q.submit_and_pop(item.item_id, "negative", name)  # as the widget does per click
         if with_progress:
@@ -116,14 +118,17 @@ def _bench_throughput(
 ) -> float:
     before = q.progress().done
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
+    out, go = ctx.Queue(), ctx.Event()
     procs = [
-        ctx.Process(target=_labeller, args=(url, f"team{i}", seconds, out, with_progress))
+        ctx.Process(target=_labeller, args=(url, f"team{i}", seconds, out, go, with_progress))
         for i in range(labellers)
     ]
     t = time.perf_counter()
     for p in procs:
         p.start()
+    for _ in procs:  # started (Python and widgetal imported) and holding a first item
+        out.get(timeout=300)
+    go.set()
     counts = [out.get(timeout=seconds + 300) for _ in procs]
     elapsed = time.perf_counter() - t
     for p in procs:
@@ -132,7 +137,8 @@ def _bench_throughput(
     duplicates = int(labelled.item_id.duplicated().sum())
     total = sum(counts)
     assert q.progress().done - before == total, "a label went missing"
-    # Process start-up (imports) is inside `elapsed`; the rate uses the labelling window.
+    # Process start-up (imports) is inside `elapsed`; the rate uses the labelling window,
+    # which all processes share (none labels while others still start: that CPU is not billed).
     what = "submit_and_pop + progress" if with_progress else "submit_and_pop"
     print(
         f"  {labellers} concurrent labellers ({what}) for {seconds:.0f} s: {total:,} labels = "
