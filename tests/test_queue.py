@@ -140,6 +140,28 @@ def test_a_label_records_what_its_labeller_was_served(queue):
                                         [3, "negative", "ana", 4.0, 8, 0.4]]
     assert queue.labelled(audit_column=True).audit.tolist() == [False, False]
 
+
+def test_submit_and_pop_hands_back_a_lease_the_labeller_holds_on_another_item(queue):
+    queue.add(_texts(3))
+    held = queue.pop("ana")
+    other = next(i for i in queue.items([1, 2, 3]) if i.item_id != held.item_id)
+    assert queue.submit_and_pop(other.item_id, "positive", "ana").item_id == held.item_id
+
+
+def test_submit_and_pop_after_the_lease_ran_out_never_hands_back_the_labelled_item(db_url):
+    # The labelled item is the best free one again once its lease ran out: the next text
+    # must be another (PostgreSQL labels and leases in one statement, on one snapshot).
+    q = Queue(db_url, labels=LABELS, lease_seconds=0.2)
+    q.add(_texts(2))
+    q.reorder([1, 2], [0.9, 0.1])
+    first = q.pop("ana")
+    time.sleep(0.4)
+    following = q.submit_and_pop(first.item_id, "positive", "ana")
+    assert (first.item_id, following.item_id) == (1, 2)
+    assert q.labelled().item_id.tolist() == [1]
+    assert q.submit_and_pop(following.item_id, "negative", "ana") is None
+    assert q.progress().done == 2
+
 def test_submit_and_pop_is_all_or_nothing(queue):
     queue.add(_texts(2))
     first = queue.pop("ana")

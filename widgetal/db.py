@@ -86,6 +86,23 @@ class Database:
                                         "audit": bool(won.audit)})
         return True
 
+    def label_and_lease(self, conn: sa.Connection, row: dict, params: dict,
+                        audit: bool) -> tuple[bool, sa.Row | None]:
+        """``submit_and_pop``'s usual click (overlap 1): :meth:`record_first_label`, then, only
+        if it recorded, :meth:`lease_own_or_next`. Returns whether the label was recorded and
+        the item leased (None if neither the labeller's lease nor the skipping hand-out gave
+        one). PostgreSQL: one statement."""
+        if self.dialect == "postgresql":
+            statement = (sql.label_and_lease_audit_postgresql if audit
+                         else sql.label_and_lease_postgresql)
+            found = conn.execute(statement, {**row, **params}).first()
+            if found is None:
+                return False, None
+            return True, None if found.id is None else found
+        if not self.record_first_label(conn, row):
+            return False, None
+        return True, self.lease_own_or_next(conn, params, audit)
+
     def lease_own_or_next(self, conn: sa.Connection, params: dict,
                           audit: bool) -> sa.Row | None:
         """The labeller's live lease renewed, else the best free item of one kind (the audit

@@ -279,7 +279,17 @@ class Queue:
         labeller, label = self._check_submission(label, labeller)
         now = _utcnow()
         with self.db.write() as conn:
-            self._record_label(conn, item_id, label, labeller, seconds, now)
+            if self._overlap(conn) == 1:  # the usual click: one statement on PostgreSQL
+                params = self._lease_params(conn, labeller, now)
+                audit = self._draws_audit(conn)
+                row = {"item_id": item_id, "label": label, "labeller": labeller, "now": now,
+                       "seconds": seconds}
+                recorded, leased = self.db.label_and_lease(conn, row, params, audit)
+                if recorded:
+                    return self._lease_rest(conn, params, audit, leased)
+            # Overlap, an item a reviewer sent back, or a refusal the locked path explains.
+            self._record_label_locked(conn, item_id, label, labeller, seconds, now,
+                                      self._overlap(conn, fresh=True))
             return self._lease_next(conn, labeller, now)
 
     def _check_submission(self, label: Answer, labeller: str) -> tuple[str, str]:
@@ -380,20 +390,29 @@ class Queue:
         share = self._audit_share(conn)
         return share > 0 and self._audit_draw.random() < share
 
+    def _lease_params(self, conn: sa.Connection, labeller: str, now: datetime) -> dict:
+        return {"labeller": labeller, "now": now, "expires_at": self._expiry(now),
+                "audit_share": self._audit_share(conn)}
+
     def _lease_next(self, conn: sa.Connection, labeller: str, now: datetime) -> Item | None:
-        params = {"labeller": labeller, "now": now, "expires_at": self._expiry(now),
-                  "audit_share": self._audit_share(conn)}
+        params = self._lease_params(conn, labeller, now)
         overlap = self._overlap(conn)
         if overlap > 1:
             return self._lease_slot(conn, params, overlap)
-        # The labeller's own lease, else the drawn kind; when none of that kind is left, the
-        # other (an exhausted reserve, or an exhausted rest once only reserve items remain).
         audit = self._draws_audit(conn)
+        return self._lease_rest(conn, params, audit,
+                                self.db.lease_own_or_next(conn, params, audit))
+
+    def _lease_rest(self, conn: sa.Connection, params: dict, audit: bool,
+                    row: sa.Row | None) -> Item | None:
+        """Overlap 1, after the labeller's own lease, else the drawn kind's skipping hand-out
+        (``row``, None if neither gave an item): the drawn kind waiting for locked rows; when
+        none of that kind is left, the other (an exhausted reserve, or an exhausted rest once
+        only reserve items remain)."""
         drawn = (sql.lease_next_item, sql.lease_next_item_waiting)
         other = (sql.lease_next_audit_item, sql.lease_next_audit_item_waiting)
         if audit:
             drawn, other = other, drawn
-        row = self.db.lease_own_or_next(conn, params, audit)  # own, else drawn[0]
         if row is None and self.dialect == "postgresql":
             row = conn.execute(drawn[1], params).first()
         if row is None:

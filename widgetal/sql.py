@@ -536,21 +536,55 @@ insert_label = labels.insert()
 # per click). The label row takes what the labeller was served from the row the UPDATE
 # returns, as the two statements do; no row back means someone else's label won (or the item
 # wants more labels), and then nothing was written.
-_won = mark_item_done.cte("won")
-record_first_label_postgresql = (
-    labels.insert()
-    .from_select(
+def _first_label(won: sa.CTE) -> sa.Insert:
+    return labels.insert().from_select(
         ["item_id", "label", "labeller", "created_at", "seconds", "priority", "ranked_by",
          "audit"],
-        sa.select(_won.c.id, sa.bindparam("label", type_=labels.c.label.type),
+        sa.select(won.c.id, sa.bindparam("label", type_=labels.c.label.type),
                   sa.bindparam("labeller", type_=labels.c.labeller.type),
                   _now,  # (a parameter named like a column of the items would join the SET)
                   sa.cast(sa.bindparam("seconds"), labels.c.seconds.type),
-                  _won.c.served_priority, _won.c.served_ranked_by, _won.c.audit),
+                  won.c.served_priority, won.c.served_ranked_by, won.c.audit),
     )
-    .add_cte(_won, nest_here=True)
-    .returning(labels.c.id)
+
+
+_won = mark_item_done.cte("won")
+record_first_label_postgresql = (
+    _first_label(_won).add_cte(_won, nest_here=True).returning(labels.c.id)
 )
+
+
+def _label_and_lease(audit: bool) -> sa.Select:
+    won = mark_item_done.cte("won")
+    recorded = _first_label(won).returning(labels.c.item_id).cte("recorded")
+    # One snapshot: the labelled item still looks leased and undone here, so it is left out
+    # by id (what the second statement of two would see as done).
+    labelled = _i.id != sa.bindparam("item_id")
+    own = find_own_lease.where(labelled, sa.exists(sa.select(recorded.c.item_id))).cte("own")
+    renewed = (
+        items.update()
+        .where(_i.id == sa.select(own.c.id).scalar_subquery())
+        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+        .returning(*_item_columns)
+        .cte("renewed")
+    )
+    leased = (
+        _lease(_next_free_item(skip_locked=True, audit=audit).where(labelled), audit=audit)
+        .where(~sa.exists(sa.select(own.c.id)), sa.exists(sa.select(recorded.c.item_id)))
+        .cte("leased")
+    )
+    handed = sa.union_all(sa.select(renewed), sa.select(leased)).subquery("handed")
+    return sa.select(recorded.c.item_id.label("recorded"), handed).select_from(
+        recorded.outerjoin(handed, sa.true())
+    )
+
+
+# PostgreSQL, overlap 1: submit_and_pop's usual click in one statement, record_first_label
+# then lease_own_or_next (or its audit form). No row: nothing written, as for
+# record_first_label; a row with NULL item columns: the label is recorded and the skipping
+# hand-out found nothing.
+label_and_lease_postgresql = _label_and_lease(audit=False)
+label_and_lease_audit_postgresql = _label_and_lease(audit=True)
 
 # PostgreSQL: many labels at once (an import with a label column), as arrays.
 insert_labels_postgresql = sa.text(
