@@ -397,7 +397,9 @@ def test_a_version_2_database_upgrades_in_place_and_loses_nothing(db_url, tmp_pa
         with Database(db_url).read() as conn:
             return {name: sorted(map(tuple, conn.execute(sa.select(table)).all()), key=repr)
                     for name, table in v2.tables.items()
-                    if name not in ("widgetal_settings", "widgetal_alembic_version")}
+                    # (runs: empty here; version 4 renamed a column, see test_migrations)
+                    if name not in ("widgetal_settings", "widgetal_alembic_version",
+                                    "widgetal_runs")}
 
     before = rows()
     q = Queue(db_url)
@@ -408,7 +410,7 @@ def test_a_version_2_database_upgrades_in_place_and_loses_nothing(db_url, tmp_pa
         state = conn.execute(schema._read_schema_version).scalar()
         marks = conn.execute(sa.select(_i.audit_key, _i.audit)).all()
         label_marks = conn.execute(sa.select(schema.labels.c.audit)).scalars().all()
-    assert state == schema.SCHEMA_VERSION == 3
+    assert state == schema.SCHEMA_VERSION
     assert len({k for k, _ in marks}) == 5 and all(0 <= k < 1 for k, _ in marks)
     assert not any(a for _, a in marks) and label_marks == [False] * 4
     # and the upgraded project works: the audit draw included

@@ -78,7 +78,7 @@ def _orchestrate_once(url: str, models_dir: Path) -> tuple[dict, dict]:
         run = q.runs(limit=1)[0]
     finally:
         q.engine.dispose()
-    assert run["error"] is None, run["error"]
+    assert run["status"] == "trained", run["reason"]
     sidecar = json.loads(Path(run["model_file"]).with_suffix(".json").read_text())
     assert sidecar["run_id"] == run["id"]
     return run, sidecar

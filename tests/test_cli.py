@@ -84,6 +84,25 @@ def test_status_shows_the_latest_run_and_its_cv_scores(sqlite_url, tmp_path):
     assert "models/" in out and ".pkl" in out
 
 
+def test_status_says_why_the_latest_run_trained_no_model(sqlite_url, tmp_path):
+    from widgetal import Queue
+    from widgetal.orchestrator import Orchestrator
+
+    q = Queue(sqlite_url, labels=["negative", "positive"])
+    q.add(["a fine day", "a bad day"])
+    Orchestrator(q, models_dir=tmp_path / "m", cold_start=False).run_once()
+    out = run("status", db=sqlite_url).stdout
+    assert re.search(r"Latest run #1 at .* UTC: skipped: no labels yet: label at least 5", out)
+    failed = q.start_run()
+    q.finish_run(failed, status="failed", reason="OSError: disk full")
+    assert re.search(r"Latest run #2 at .* UTC: failed: OSError: disk full",
+                     run("status", db=sqlite_url).stdout)
+    q.start_run()
+    assert re.search(r"Latest run #3 at .* UTC: running \(or stopped before it finished\)",
+                     run("status", db=sqlite_url).stdout)
+    q.engine.dispose()
+
+
 def _multilabel_rows(n: int, seed: int = 0) -> list[dict]:
     import random
 

@@ -163,6 +163,7 @@ def test_cold_start_serves_one_text_per_cluster_and_the_rare_topic_first(topics,
     assert run.status == "cold-start" and "no labels yet" in run.reason
     assert run.n_reranked == len(data)
     row = q.runs(1)[0]
+    assert row["status"] == "cold-start" and row["reason"] == run.reason
     assert row["strategy"] == "cold-start" and row["model_file"] is None
     k = row["metrics"]["cold_start"]["clusters"]
     assert k == round(np.sqrt(len(data)))
@@ -190,6 +191,7 @@ def test_cold_start_off_leaves_import_order(topics, tmp_path):
     before = priorities(q)
     run = Orchestrator(q, models_dir=tmp_path / "m", cold_start=False).run_once()
     assert run.status == "skipped" and priorities(q) == before
+    assert q.runs(1)[0]["status"] == "skipped" and q.runs(1)[0]["reason"] == run.reason
 
 
 def test_a_boost_query_comes_first_now_and_in_every_cold_start_run(topics, tmp_path):

@@ -284,7 +284,7 @@ def test_orchestrator_container_command_trains_a_model_on_postgresql(compose, po
     assert proc.returncode == 0, output
     assert pkl[0].with_suffix(".json").exists()
     run = q.runs(limit=1)[0]
-    assert run["model_file"] and Path(run["model_file"]).name == pkl[0].name
+    assert run["status"] == "trained" and Path(run["model_file"]).name == pkl[0].name
     assert run["n_labels"] == 60 and run["n_reranked"] == 340
     q.engine.dispose()
 

@@ -1,5 +1,6 @@
 """Schema migrations: a version-1 database is upgraded in place, nothing lost, and ends up equal
-to a freshly created one; on a SQLite file and on PostgreSQL."""
+to a freshly created one; a version-3 database's runs get their status; on a SQLite file and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from widgetal import Queue, schema
+from widgetal import Queue, audit, schema, stopping
 from widgetal.db import Database
 from widgetal.errors import SchemaVersionMismatch
 
@@ -143,6 +144,16 @@ def _rows(url: str, tables: dict[str, sa.Table] | None = None) -> dict[str, list
         }
 
 
+def _runs_as_version_1(rows: list[dict]) -> list[dict]:
+    """Upgraded run rows in version 1's columns: ``reason`` was ``error`` (status dropped)."""
+    out = []
+    for row in rows:
+        row = {k: v for k, v in row.items() if k != "status"}
+        row["error"] = row.pop("reason")
+        out.append(row)
+    return out
+
+
 def _state(url: str) -> tuple[object, str | None]:
     """(schema_version in the settings, migration in Alembic's table)."""
     with Database(url).read() as conn:
@@ -236,7 +247,10 @@ def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing
     q.engine.dispose()
 
     assert _state(db_url) == HEAD
-    after = _rows(db_url, v1_tables)
+    # the runs table's "error" is "reason" from version 4 on (tests below: the statuses)
+    after = _rows(db_url, {**v1_tables, "widgetal_runs": schema.runs})
+    assert [r["status"] for r in after["widgetal_runs"]] == ["trained"]
+    after["widgetal_runs"] = _runs_as_version_1(after["widgetal_runs"])
     for rows in (before, after):  # the one row that must change
         for row in rows["widgetal_settings"]:
             if row["key"] == "schema_version":
@@ -279,6 +293,72 @@ def test_the_upgraded_queue_works(db_url):
     q.submit(item.item_id, "negative", "cy")
     assert q.progress().done == 3
     q.engine.dispose()
+
+
+# -- version 3 to 4: each run's outcome in a status column ---------------------------------------
+
+_SKIP = "only one class labelled so far (positive: 12); label at least 5 texts of another class"
+_COLD = "no labels yet: label at least 5 texts of each of negative, positive"
+#: Runs as version 3 wrote them (oldest first), each with the (status, reason) it upgrades to.
+V3_RUNS = [
+    ({"strategy": "cold-start", "error": f"skipped: {_COLD}", "n_reranked": 40,
+      "metrics": {"awaiting_review": 0, "cold_start": {"clusters": 6, "boosted": 0}}},
+     ("cold-start", _COLD)),
+    ({"error": f"skipped: {_SKIP}"}, ("skipped", _SKIP)),
+    ({"model_file": "models/run-3.joblib", "n_reranked": 30, "metrics": {"f1_macro": 0.71}},
+     ("trained", None)),
+    ({"error": "OSError: [Errno 28] No space left on device"},
+     ("failed", "OSError: [Errno 28] No space left on device")),
+    ({"finished": False}, ("running", None)),  # stopped mid-cycle, or still at work
+]
+
+
+def _build_v3_with_runs(url: str) -> None:
+    """A version-3 database (migration 0003) holding a run of every kind."""
+    with Database(url).write() as conn:
+        command.upgrade(schema.alembic_config(conn), "0003")
+    rows = []
+    for i, (fields, _) in enumerate(V3_RUNS, start=1):
+        row = {"started_at": T0 + timedelta(minutes=i), "n_labels": 10 * i, "metrics": None,
+               "model_file": None, "featurizer": "tfidf-char", "strategy": "entropy",
+               "timings": {"read_labels": 0.01}, "n_reranked": None, "error": None}
+        fields = dict(fields)
+        finished = fields.pop("finished", True)
+        row["finished_at"] = row["started_at"] + timedelta(seconds=20) if finished else None
+        rows.append({**row, **fields})
+    with Database(url).write() as conn:
+        conn.execute(sa.Table("widgetal_runs", sa.MetaData(), autoload_with=conn).insert(), rows)
+
+
+def test_a_version_3_databases_runs_are_upgraded_to_their_status_and_reason(db_url, tmp_path):
+    _build_v3_with_runs(db_url)
+    before = _rows(db_url)["widgetal_runs"]
+
+    q = Queue(db_url)
+    runs = q.runs()[::-1]  # oldest first
+
+    assert _state(db_url) == HEAD
+    assert [(r["status"], r["reason"]) for r in runs] == [want for _, want in V3_RUNS]
+    # every other column as version 3 left it
+    assert [{k: v for k, v in r.items() if k not in ("status", "reason", "error")}
+            for r in runs] == [{k: v for k, v in r.items() if k != "error"} for r in before]
+    # what reads the runs (learning curve, stop signal) finds the one trained run
+    assert [point["run"] for point in audit.curve(runs)] == [3]
+    assert [run_id for run_id, _, _ in stopping.stop_signal(runs[::-1]).kappas] == [3]
+    q.engine.dispose()
+    assert _differences(db_url) == []
+    assert _dump_url(db_url) == _fresh_dump(db_url, tmp_path)
+
+
+def test_the_downgrade_to_version_3_gives_the_runs_their_text_back(db_url):
+    _build_v3_with_runs(db_url)
+    v3_schema, v3_rows = _dump_url(db_url), _rows(db_url)
+    Queue(db_url).engine.dispose()
+    with Database(db_url).write() as conn:
+        command.downgrade(schema.alembic_config(conn), "0003")
+    assert _dump_url(db_url) == v3_schema
+    assert _rows(db_url) == v3_rows
+    assert _state(db_url) == (3, "0003")
 
 
 def test_a_fresh_database_equals_the_metadata_and_is_at_the_head_migration(db_url):

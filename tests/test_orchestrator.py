@@ -116,7 +116,8 @@ def test_cycle_saves_a_scored_model_and_serves_the_least_sure_items_next(queue, 
     assert matrix.sum(axis=1).tolist() == [sidecar["label_counts"][name] for name in LABELS]
     assert abs(np.trace(matrix) / matrix.sum() - sidecar["metrics"]["accuracy"]) < 0.02
     recorded = queue.runs(limit=1)[0]
-    assert recorded["id"] == run.run_id and recorded["error"] is None
+    assert recorded["id"] == run.run_id
+    assert recorded["status"] == "trained" and recorded["reason"] is None
     assert recorded["model_file"] == str(run.model_file)
     assert recorded["n_reranked"] == len(corpus) - 300 == run.n_reranked
 
@@ -190,7 +191,9 @@ def test_one_class_only_is_skipped_with_the_reason_and_nothing_changes(queue, tm
     assert run.status == "skipped" and "only one class" in run.reason
     assert "positive: 12" in run.reason
     assert not (tmp_path / "m").exists() or list_models(tmp_path / "m").empty
-    assert queue.runs(1)[0]["error"].startswith("skipped: only one class")
+    recorded = queue.runs(1)[0]
+    assert recorded["status"] == "skipped" and recorded["reason"] == run.reason
+    assert recorded["reason"].startswith("only one class")
     assert queue.undone()["item_id"].tolist() == order_before
 
 
@@ -208,6 +211,21 @@ def test_too_few_labels_per_class_for_the_folds_is_skipped(queue, tmp_path):
     assert "negative: 3" in run.reason and "need 5 each" in run.reason
     three_folds = Orchestrator(queue, models_dir=tmp_path, cv_folds=3)
     assert three_folds.run_once().status == "trained"  # 3 per class is enough for 3 folds
+
+
+def test_a_failed_cycle_is_recorded_as_failed_with_its_error_and_raised(queue, tmp_path):
+    queue.add(generated(60), text="text", id="id", label="label")
+    queue.add(generated(20, start=60)[["id", "text"]], text="text", id="id")
+    blocked = tmp_path / "models"
+    blocked.write_text("a file where the models folder should be")
+
+    with pytest.raises(OSError) as raised:
+        Orchestrator(queue, models_dir=blocked).run_once()
+
+    recorded = queue.runs(1)[0]
+    assert recorded["status"] == "failed" and recorded["finished_at"] is not None
+    assert recorded["reason"] == f"{type(raised.value).__name__}: {raised.value}"
+    assert recorded["model_file"] is None and recorded["n_labels"] == 60
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
@@ -338,7 +356,7 @@ def test_loop_retries_database_errors_with_backoff(sqlite_url, tmp_path):
     finally:
         stop.set()
         loop.join(timeout=30)
-    assert flaky.failures == 0 and q.runs(1)[0]["error"] is None
+    assert flaky.failures == 0 and q.runs(1)[0]["status"] == "trained"
 
 
 def test_waiting_for_an_unreachable_database_gives_up_with_a_clear_error():
@@ -495,6 +513,7 @@ def test_sigkill_in_the_middle_of_a_reorder_loses_nothing(db_url, tmp_path):
     # The reorder rolled back as a whole: no item carries the dead run's priorities.
     run_id = q.runs(1)[0]["id"]
     assert q.runs(1)[0]["finished_at"] is None  # the run never finished
+    assert q.runs(1)[0]["status"] == "running"
     left = q.items([i for i in pool_ids if i not in {s[0] for s in submitted}])
     assert len(left) == n_pool - 5
     assert {(i.ranked_by, i.priority) for i in left} == {(None, 0.0)}

@@ -142,7 +142,7 @@ def test_a_cycle_orders_the_queue_by_aggregated_per_label_uncertainty(
         (tn, fp), (fn, tp) = sidecar["confusion_matrix"][name]
         assert fn + tp == sidecar["label_counts"][name] and tn + fp + fn + tp == 120
     recorded = q.runs(limit=1)[0]
-    assert recorded["error"] is None and recorded["model_file"] == str(run.model_file)
+    assert recorded["status"] == "trained" and recorded["model_file"] == str(run.model_file)
     assert recorded["metrics"]["f1_micro"] == pytest.approx(metrics["f1_micro"])
     listed = list_models(tmp_path / "models").iloc[-1]
     assert bool(listed["multi_label"]) and listed["f1_micro"] == pytest.approx(metrics["f1_micro"])
@@ -169,7 +169,9 @@ def test_too_few_labels_wait_with_the_counts_and_change_nothing(multi_queue, tmp
     assert not models_dir.exists() or not list(models_dir.iterdir())
     after = [(i.item_id, i.priority, i.guess_label) for i in q.items(q.undone()["item_id"])]
     assert after == before
-    assert q.runs(limit=1)[0]["error"].startswith("skipped: no label can be learnt yet")
+    recorded = q.runs(limit=1)[0]
+    assert recorded["status"] == run.status and recorded["reason"] == run.reason
+    assert recorded["reason"].startswith("no label can be learnt yet")
 
 
 def test_a_label_nobody_used_yet_is_left_out_and_named_while_the_others_train(

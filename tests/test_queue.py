@@ -572,3 +572,14 @@ def test_undo_of_a_skip_under_overlap_hands_back_a_slot(queue):
     queue.submit(item.item_id, "positive", "ana")
     queue.submit(queue.pop("bob").item_id, "positive", "bob")
     assert queue.progress().done == 1
+
+
+def test_a_run_is_open_until_it_finishes_with_a_known_outcome(queue):
+    run_id = queue.start_run(featurizer="tfidf-char", strategy="entropy")
+    assert queue.runs(1)[0]["status"] == "running"
+    with pytest.raises(ValueError, match="not 'done'"):
+        queue.finish_run(run_id, status="done")
+    assert queue.runs(1)[0]["status"] == "running" and queue.runs(1)[0]["finished_at"] is None
+    queue.finish_run(run_id, status="skipped", reason="no labels yet")
+    row = queue.runs(1)[0]
+    assert (row["status"], row["reason"]) == ("skipped", "no labels yet") and row["finished_at"]

@@ -60,7 +60,7 @@ def test_report_command_writes_one_self_contained_page_with_runs_signal_and_simu
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page  # the label, escaped
 
-    trained = [r for r in q.runs() if r["model_file"]]
+    trained = [r for r in q.runs() if r["status"] == "trained"]
     assert len(trained) == 3
     for r in trained:  # every run, with its recorded CV score, audit score and stop-set kappa
         m = r["metrics"]

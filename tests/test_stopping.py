@@ -138,7 +138,7 @@ def _run(run_id: int, kappa: float | None, audit: tuple | None = None) -> dict:
     metrics = {"stop_kappa": kappa}
     if audit:
         metrics.update(audit_f1_macro=audit[0], audit_ci_low=audit[1], audit_ci_high=audit[2])
-    return {"id": run_id, "n_labels": 100 * run_id, "error": None, "model_file": "m.pkl",
+    return {"id": run_id, "n_labels": 100 * run_id, "status": "trained", "model_file": "m.pkl",
             "metrics": metrics}
 
 
@@ -146,7 +146,8 @@ def test_the_signal_needs_the_audit_score_to_have_stopped_rising_within_its_inte
     flat = [_run(5, 0.995, (0.84, 0.80, 0.88)), _run(4, 1.0), _run(3, 0.992),
             _run(2, 0.97, (0.82, 0.78, 0.86))]
     rising = [_run(5, 0.995, (0.90, 0.87, 0.93)), *flat[1:]]
-    failed = {"id": 6, "n_labels": 600, "error": "boom", "model_file": None, "metrics": None}
+    failed = {"id": 6, "n_labels": 600, "status": "failed", "reason": "boom", "model_file": None,
+              "metrics": None}
 
     fires = stopping.stop_signal([failed, *flat])  # a failed run is not a model
     assert fires.stop and fires.audit_flat and fires.kappa_stable

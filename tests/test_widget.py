@@ -230,7 +230,8 @@ def test_model_run_ranking_the_queue_is_shown_with_its_cv_score(queue):
     w = Labeller(queue, labeller="ana")
     assert "import order" in w._model_line.value
     run_id = queue.start_run(n_labels=40)
-    queue.finish_run(run_id, metrics={"f1_macro": 0.8123, "accuracy": 0.85}, model_file="m.pkl")
+    queue.finish_run(run_id, status="trained", metrics={"f1_macro": 0.8123, "accuracy": 0.85},
+                     model_file="m.pkl")
     ids = [w.item.item_id, w.item.item_id + 1]
     queue.reorder(ids, [0.1, 0.9], ranked_by=run_id)
     w.handle_key(_key("s"))

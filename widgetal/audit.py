@@ -198,8 +198,8 @@ def curve(runs: Sequence[dict]) -> list[dict[str, Any]]:
     points = []
     for r in sorted(runs, key=lambda r: r["id"]):
         metrics = r.get("metrics") or {}
-        if r.get("error") or not r.get("model_file"):
-            continue  # skipped, failed or cold-start: no model to score
+        if r.get("status") != "trained":
+            continue  # skipped, failed, cold-start or running: no model to score
         found = audit_score(metrics)
         metric = found[0] if found else METRIC["f1_micro" in metrics]
         cv = metrics.get(metric)

@@ -350,15 +350,18 @@ def status(db: str | None = DbOption):
     if runs:
         r = runs[0]
         when = f"{r['started_at']:%Y-%m-%d %H:%M:%S} UTC"
-        if r["strategy"] == "cold-start":  # no model yet; the queue was ordered for diversity
+        if r["status"] == "cold-start":  # no model yet; the queue was ordered for diversity
             cold = (r["metrics"] or {}).get("cold_start") or {}
             boosted = f", {cold['boosted']} boosted texts first" if cold.get("boosted") else ""
             console.print(
-                f"Latest run #{r['id']} at {when}: no model yet ({r['error']}); queue ordered "
+                f"Latest run #{r['id']} at {when}: no model yet ({r['reason']}); queue ordered "
                 f"for diversity: one text per cluster of {cold.get('clusters', '?')}, the "
                 f"smallest clusters first{boosted}. The first trained run takes over.")
-        elif r["error"]:
-            console.print(f"Latest run #{r['id']} at {when}: {r['error']}")
+        elif r["status"] == "running":
+            console.print(f"Latest run #{r['id']} at {when}: running (or stopped before it "
+                          "finished).")
+        elif r["status"] != "trained":
+            console.print(f"Latest run #{r['id']} at {when}: {r['status']}: {r['reason']}")
         else:
             m = r["metrics"] or {}
             scores = ", ".join(
@@ -398,7 +401,7 @@ def _print_stop_signal(q: Queue) -> None:
     from .stopping import stop_signal
 
     runs = q.runs(limit=20)
-    if any(r["model_file"] for r in runs):
+    if any(r["status"] == "trained" for r in runs):
         console.print(f"Stop signal: {stop_signal(runs).line()}", highlight=False)
 
 
@@ -437,7 +440,7 @@ def boost(
                   or os.environ.get("WIDGETAL_FEATURIZER") or DEFAULT_FEATURIZER)
     active, moved = coldstart.add_boost(q, [" ".join(query)] if query else [], like, top=top,
                                         featurizer=featurizer)
-    trained = any(r["model_file"] for r in runs)
+    trained = any(r["status"] == "trained" for r in runs)
     console.print(
         f"Boost: {active.describe()}. {moved} texts moved to the front of the queue now. "
         + ("A model has trained: the next trained run orders the queue by uncertainty again."

@@ -76,7 +76,8 @@ class Run:
 
     ``status`` is ``"trained"`` (model saved, queue reordered), ``"cold-start"`` (no model yet,
     ``reason`` says why; the queue was ordered for diversity, :mod:`widgetal.coldstart`),
-    ``"skipped"`` (no model and nothing to order) or ``"failed"`` (``reason`` holds the error).
+    ``"skipped"`` (no model and nothing to order) or ``"failed"`` (``reason`` holds the error);
+    the run's row stores both (:data:`widgetal.schema.RUN_STATUSES`).
     """
 
     status: str
@@ -268,11 +269,12 @@ class Orchestrator:
                 run.finished_at = utcnow()
                 q.finish_run(
                     run_id,
+                    status=run.status,
+                    reason=reason,
                     n_labels=run.n_labels,
                     metrics={"awaiting_review": run.awaiting_review,
                              **({"cold_start": cold} if cold else {})},
                     timings=jsonable(timings),
-                    error=f"skipped: {reason}",
                     **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
                        if cold else {}),
                 )
@@ -339,6 +341,7 @@ class Orchestrator:
             run.status, run.timings, run.finished_at = "trained", timings, utcnow()
             q.finish_run(
                 run_id,
+                status=run.status,
                 n_labels=run.n_labels,
                 # beside the scores: how many items the model could not learn from yet
                 metrics={**jsonable(run.metrics), "awaiting_review": run.awaiting_review,
@@ -353,9 +356,8 @@ class Orchestrator:
         except BaseException as exc:
             run.status, run.reason, run.timings = "failed", f"{type(exc).__name__}: {exc}", timings
             try:
-                q.finish_run(
-                    run_id, n_labels=run.n_labels, timings=jsonable(timings), error=run.reason
-                )
+                q.finish_run(run_id, status=run.status, reason=run.reason,
+                             n_labels=run.n_labels, timings=jsonable(timings))
             except Exception:  # the database may be what failed; the raise below says why
                 log.debug("could not record the failure of run %s", run_id, exc_info=True)
             raise

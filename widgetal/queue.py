@@ -22,7 +22,7 @@ from .errors import (
     NotInitialised,
     UnknownItem,
 )
-from .schema import create_or_check
+from .schema import RUN_STATUSES, create_or_check
 
 if TYPE_CHECKING:  # pandas (and numpy, imported where used) only where tables come in or go
     import pandas as pd  # out: a labeller's kernel needs neither (numpy alone costs it 11 MB)
@@ -842,14 +842,21 @@ class Queue:
     # -- runs -------------------------------------------------------------------------------
 
     def start_run(self, **fields: Any) -> int:
-        """Open a run record; returns its id."""
+        """Open a run record, with status ``running``; returns its id."""
         with self.db.write() as conn:
-            return conn.execute(sql.insert_run, {"started_at": _utcnow(), **fields}).scalar_one()
+            params = {"started_at": _utcnow(), "status": "running", **fields}
+            return conn.execute(sql.insert_run, params).scalar_one()
 
-    def finish_run(self, run_id: int, **fields: Any) -> None:
-        """Close a run record with what the cycle did (``error=`` if it failed)."""
+    def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
+        """Close a run record with its outcome (``trained``, ``cold-start``, ``skipped`` or
+        ``failed``; see :data:`widgetal.schema.RUN_STATUSES`) and what the cycle did
+        (``reason=`` why it trained no model)."""
+        finished = RUN_STATUSES[1:]  # every status but "running"
+        if status not in finished:
+            raise ValueError(f"A run finishes as one of {list(finished)}, not {status!r}.")
         with self.db.write() as conn:
-            conn.execute(sql.finish_run, {"run_id": run_id, "finished_at": _utcnow(), **fields})
+            params = {"run_id": run_id, "finished_at": _utcnow(), "status": status, **fields}
+            conn.execute(sql.finish_run, params)
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """Run records, newest first."""

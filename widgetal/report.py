@@ -94,7 +94,7 @@ def read_simulation(folder: str | Path) -> dict[str, Any]:
 def render(queue: Any, sim: dict[str, Any] | None = None) -> str:
     """The report page as a string."""
     runs = queue.runs(limit=100_000)  # newest first
-    trained = [r for r in runs if not r.get("error") and r.get("model_file")]
+    trained = [r for r in runs if r.get("status") == "trained"]
     signal = stopping.stop_signal(runs)
     strategy = trained[0].get("strategy") if trained else None
     multi = bool(getattr(queue, "multi_label", False))
@@ -275,7 +275,7 @@ def plot_learning_curve(ax: Any, runs: list[dict], sim: dict[str, Any] | None = 
     ``ax``; returns the caption. ``runs`` are ``Queue.runs()`` rows, newest first. The models
     notebook draws the same figure.
     """
-    trained = [r for r in runs if not r.get("error") and r.get("model_file")]
+    trained = [r for r in runs if r.get("status") == "trained"]
     strategy = trained[0].get("strategy") if trained else None
     return _learning_plot(ax, trained, "f1_micro" if multi_label else "f1_macro", sim, strategy)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
 #: upgrades the previous version in place.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -222,6 +222,12 @@ sa.Index(
 # Undo finds the labeller's latest skip.
 sa.Index("widgetal_skips_labeller", skips.c.labeller, skips.c.id)
 
+#: What became of a run (``widgetal_runs.status``): ``running`` until it finishes, then
+#: ``trained`` (a model saved, the queue reordered), ``cold-start`` (no model yet, the queue
+#: ordered for diversity), ``skipped`` (no model, nothing ordered) or ``failed``. The orchestrator
+#: writes each; ``reason`` says why a run has no model (the skip's reason, or the error).
+RUN_STATUSES = ("running", "trained", "cold-start", "skipped", "failed")
+
 #: One row per orchestrator cycle.
 runs = sa.Table(
     "widgetal_runs",
@@ -236,7 +242,9 @@ runs = sa.Table(
     sa.Column("strategy", sa.String, nullable=True),
     sa.Column("timings", sa.JSON, nullable=True),
     sa.Column("n_reranked", sa.Integer, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    # last because version 4 added it (a new run is open until it finishes): see RUN_STATUSES
+    sa.Column("status", sa.String(16), nullable=False, server_default="running"),
 )
 
 #: Counts kept in step with the rows they count, in the same transaction: the number of items is
@@ -268,7 +276,7 @@ alembic_version = sa.Table(
 )
 
 #: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
-_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.

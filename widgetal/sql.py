@@ -726,7 +726,7 @@ apply_priorities_postgresql = sa.text(
 # Open a run record at the start of a cycle.
 insert_run = runs.insert().returning(runs.c.id)
 
-# Close it with what the cycle found and did.
+# Close it with its outcome (status, and the reason when no model) and what the cycle did.
 finish_run = runs.update().where(runs.c.id == sa.bindparam("run_id"))
 
 # Runs, newest first: status, the widget's "ranked by" line, the models notebook.

@@ -209,17 +209,17 @@ def stop_signal(runs: Sequence[dict], threshold: float = KAPPA_THRESHOLD,
                 window: int = WINDOW) -> StopSignal:
     """The stop signal from run records (``Queue.runs()``, newest first).
 
-    Only trained runs count (no error, a model file). See the module docstring for the rule.
+    Only trained runs count (status ``trained``). See the module docstring for the rule.
 
     Examples
     --------
-    >>> runs = [{"id": i, "n_labels": 10 * i, "error": None, "model_file": "m",
+    >>> runs = [{"id": i, "n_labels": 10 * i, "status": "trained", "model_file": "m",
     ...          "metrics": {"stop_kappa": 0.995}} for i in (4, 3, 2, 1)]
     >>> s = stop_signal(runs)
     >>> s.kappa_stable, s.audit_flat, s.stop
     (True, None, False)
     """
-    trained = [r for r in runs if not r.get("error") and r.get("model_file")]
+    trained = [r for r in runs if r.get("status") == "trained"]
     kappas = [(r["id"], r.get("n_labels"), _number((r.get("metrics") or {}).get("stop_kappa")))
               for r in trained[:window]]
     values = [k for _, _, k in kappas if k is not None]

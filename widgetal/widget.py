@@ -294,7 +294,7 @@ class Labeller(_AppLines, widgets.VBox):
             except DatabaseUnavailable:
                 return ""
         run = self._runs.get(run_id)
-        if run and run.get("strategy") == "cold-start":  # no model yet: ordered for diversity
+        if run and run.get("status") == "cold-start":  # no model yet: ordered for diversity
             return _note(f"Queue ordered for diversity by run #{run_id} (no model yet): "
                          "one text per cluster of similar texts, rare clusters first.")
         score = _score_text(run.get("metrics") if run else None)

@@ -262,11 +262,11 @@ import os, sys
 from widgetal import Queue
 run = Queue(os.environ['WIDGETAL_DB_URL']).runs(limit=1)[0]
 cluster = (run['metrics'] or {}).get('cluster')
-print(run['id'], run['model_file'], cluster)
-sys.exit(0 if run['model_file'] and cluster and cluster['workers'] >= 1 else 1)"
+print(run['id'], run['status'], run['model_file'], cluster)
+sys.exit(0 if run['status'] == 'trained' and cluster and cluster['workers'] >= 1 else 1)"
 }
 wait_for "a run with the cluster in its metrics" 150 cluster_run
-echo "run, model, cluster: $(cluster_run)"
+echo "run, status, model, cluster: $(cluster_run)"
 scored=$(docker logs "$(dc ps -q orchestrator)" 2>&1 | grep "chunks on")
 echo "orchestrator: $scored"
 [ -n "$scored" ] || fail "the orchestrator's log does not show scoring on the workers"
