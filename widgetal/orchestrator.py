@@ -238,129 +238,158 @@ class Orchestrator:
         unless ``cold_start`` is off. Any other failure is recorded in the run
         row and raised.
         """
-        q = self.queue
         started = utcnow()
-        run_id = q.start_run(featurizer=self.featurizer, strategy=self.strategy)
+        run_id = self.queue.start_run(featurizer=self.featurizer, strategy=self.strategy)
         run = Run(status="running", run_id=run_id, started_at=started)
-        timings: dict[str, float] = {}
         try:
-            with _timed(timings, "read_labels"):
-                # final labels only (disagreements await review); audit labels test, never train
-                labelled, audited = audit.split(q.labelled(audit_column=True))
-                run.awaiting_review = q.awaiting_review()
-            if run.awaiting_review:
-                log.info("run %s: %d items left out, awaiting review", run_id,
-                         run.awaiting_review)
-            run.n_labels = len(labelled)
+            labelled, audited = self._read_labels(run)
             try:
                 y = self._targets(labelled["label"], run)
             except NotEnoughLabels as exc:
-                reason = str(exc)
-                log.info("run %s skipped: %s", run_id, reason)
-                run.status, run.reason, run.timings = "skipped", reason, timings
-                cold = None
-                if self.cold_start:  # no model yet: one text per cluster, boosts first
-                    with _timed(timings, "cold_start"):
-                        cold = coldstart.order_queue(
-                            q, self.featurizer, labelled, run_id, self.random_state,
-                            embedder=self._template if self._cached else None)
-                if cold:
-                    run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
-                run.finished_at = utcnow()
-                q.finish_run(
-                    run_id,
-                    status=run.status,
-                    reason=reason,
-                    n_labels=run.n_labels,
-                    metrics={"awaiting_review": run.awaiting_review,
-                             **({"cold_start": cold} if cold else {})},
-                    timings=jsonable(timings),
-                    **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked}
-                       if cold else {}),
-                )
-                return run
-
-            with _timed(timings, "featurize"):
-                X = self._features(labelled["item_id"], labelled["text"])
-            with _timed(timings, "cross_validate"):
-                if self.multi_label:
-                    run.metrics, confusion, auc = self._cross_validate_multilabel(
-                        X, y, run.trained_labels)
-                else:
-                    run.metrics, confusion = self._cross_validate(X, y, q.labels)
-            log.info("run %s: %d labels, CV %s", run_id, run.n_labels, _fmt(run.metrics))
-            with _timed(timings, "fit"):
-                pipeline = self._fit(labelled["text"], X, y)
-            with _timed(timings, "audit"):  # the honest score, on the audit sample
-                run.metrics.update(self._audit(pipeline, audited, run))
-            with _timed(timings, "stop_set"):
-                stop = self._stop_set(pipeline, run)
-                run.metrics.update(stop.metrics)  # kappa vs the previous run (stopping.py)
-            with _timed(timings, "save"):
-                info = {
-                    "run_id": run_id,
-                    "n_labels": run.n_labels,
-                    "awaiting_review": run.awaiting_review,
-                    "label_counts": run.label_counts,
-                    "labels": q.labels,
-                    "featurizer": self.featurizer,
-                    "strategy": self.strategy,
-                    "explore": self.explore,
-                    "estimator": repr(self.estimator),
-                    "cv_folds": self.cv_folds,
-                    # out-of-fold: rows are true labels, columns predictions, in `labels` order
-                    # (multi-label: per trained label, [[tn, fp], [fn, tp]])
-                    "confusion_matrix": confusion,
-                    "timings": dict(timings),
-                    "multi_label": self.multi_label,
-                    "stop_set": stop.sidecar,
-                }
-                info["metric"] = self.metric
-                if not self.multi_label and len(run.label_counts) == 2:  # average precision's
-                    info["positive_class"] = positive_class(y, q.labels)
-                if self.multi_label:
-                    info.update(
-                        aggregate=self.aggregate,
-                        trained_labels=run.trained_labels,
-                        untrained_labels=run.untrained_labels,
-                        # None where a label's every fold held one class only (AUC undefined)
-                        roc_auc_per_label=auc,
-                        threshold=models.THRESHOLD,
-                        guess_proba="joint probability of the guessed set: product over "
-                                    "trained labels of max(p, 1 - p)",
-                    )
-                run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info,
-                                                   metric=self.metric)
-                if self.keep:
-                    models.prune(self.models_dir, self.keep)
-            log.info("run %s: saved %s", run_id, run.model_file)
-
-            run.n_reranked = self._rerank(run, pipeline, X, y, timings)
-            models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked,
-                              pool=run.pool, cluster=run.cluster)
-            run.status, run.timings, run.finished_at = "trained", timings, utcnow()
-            q.finish_run(
-                run_id,
-                status=run.status,
-                n_labels=run.n_labels,
-                # beside the scores: how many items the model could not learn from yet
-                metrics={**jsonable(run.metrics), "awaiting_review": run.awaiting_review,
-                         "pool": run.pool, **({"cluster": run.cluster} if run.cluster else {})},
-                model_file=str(run.model_file),
-                timings=jsonable(timings),
-                n_reranked=run.n_reranked,
-            )
-            log.info("run %s: reordered %d items; timings %s", run_id, run.n_reranked,
-                     _fmt(timings))
-            return run
+                return self._finish_without_model(run, labelled, str(exc))
+            pipeline, X = self._train_and_save(run, labelled, audited, y)
+            run.n_reranked = self._rerank(run, pipeline, X, y, run.timings)
+            return self._finish_trained(run)
         except BaseException as exc:
-            run.status, run.reason, run.timings = "failed", f"{type(exc).__name__}: {exc}", timings
-            try:
-                q.finish_run(run_id, status=run.status, reason=run.reason,
-                             n_labels=run.n_labels, timings=jsonable(timings))
-            except Exception:  # the database may be what failed; the raise below says why
-                log.debug("could not record the failure of run %s", run_id, exc_info=True)
+            self._record_failure(run, exc)
             raise
+
+    def _read_labels(self, run: Run) -> tuple[Any, Any]:
+        """The labels that train and those that test (the audit sample), as two frames."""
+        with _timed(run.timings, "read_labels"):
+            # final labels only (disagreements await review); audit labels test, never train
+            labelled, audited = audit.split(self.queue.labelled(audit_column=True))
+            run.awaiting_review = self.queue.awaiting_review()
+        if run.awaiting_review:
+            log.info("run %s: %d items left out, awaiting review", run.run_id,
+                     run.awaiting_review)
+        run.n_labels = len(labelled)
+        return labelled, audited
+
+    def _finish_without_model(self, run: Run, labelled: Any, reason: str) -> Run:
+        """No model can train yet: order the queue for diversity (a cold-start run) unless
+        ``cold_start`` is off (a skipped run), and close the run with ``reason``."""
+        log.info("run %s skipped: %s", run.run_id, reason)
+        run.status, run.reason = "skipped", reason
+        cold = None
+        if self.cold_start:  # no model yet: one text per cluster, boosts first
+            with _timed(run.timings, "cold_start"):
+                cold = coldstart.order_queue(
+                    self.queue, self.featurizer, labelled, run.run_id, self.random_state,
+                    embedder=self._template if self._cached else None)
+        if cold:
+            run.status, run.n_reranked = coldstart.COLD_START, cold["n_reranked"]
+        run.finished_at = utcnow()
+        self.queue.finish_run(
+            run.run_id,
+            status=run.status,
+            reason=reason,
+            n_labels=run.n_labels,
+            metrics={"awaiting_review": run.awaiting_review,
+                     **({"cold_start": cold} if cold else {})},
+            timings=jsonable(run.timings),
+            **({"strategy": coldstart.COLD_START, "n_reranked": run.n_reranked} if cold else {}),
+        )
+        return run
+
+    def _train_and_save(self, run: Run, labelled: Any, audited: Any,
+                        y: np.ndarray) -> tuple[Pipeline, Any]:
+        """Cross-validate, fit on every label, score on the audit sample and the stop set, and
+        save the model; returns the pipeline and the labelled texts' features."""
+        timings = run.timings
+        with _timed(timings, "featurize"):
+            X = self._features(labelled["item_id"], labelled["text"])
+        with _timed(timings, "cross_validate"):
+            if self.multi_label:
+                run.metrics, confusion, auc = self._cross_validate_multilabel(
+                    X, y, run.trained_labels)
+            else:
+                run.metrics, confusion = self._cross_validate(X, y, self.queue.labels)
+                auc = None  # per-label AUC: multi-label only
+        log.info("run %s: %d labels, CV %s", run.run_id, run.n_labels, _fmt(run.metrics))
+        with _timed(timings, "fit"):
+            pipeline = self._fit(labelled["text"], X, y)
+        with _timed(timings, "audit"):  # the honest score, on the audit sample
+            run.metrics.update(self._audit(pipeline, audited, run))
+        with _timed(timings, "stop_set"):
+            stop = self._stop_set(pipeline, run)
+            run.metrics.update(stop.metrics)  # kappa vs the previous run (stopping.py)
+        with _timed(timings, "save"):
+            info = self._model_info(run, y, confusion, auc, stop)
+            run.model_file = models.save_model(pipeline, self.models_dir, run.metrics, info,
+                                               metric=self.metric)
+            if self.keep:
+                models.prune(self.models_dir, self.keep)
+        log.info("run %s: saved %s", run.run_id, run.model_file)
+        return pipeline, X
+
+    def _model_info(self, run: Run, y: np.ndarray, confusion: Any, auc: Any,
+                    stop: stopping.StopSetResult) -> dict[str, Any]:
+        """The model file's sidecar: how it was trained and what it scored."""
+        labels = self.queue.labels
+        info = {
+            "run_id": run.run_id,
+            "n_labels": run.n_labels,
+            "awaiting_review": run.awaiting_review,
+            "label_counts": run.label_counts,
+            "labels": labels,
+            "featurizer": self.featurizer,
+            "strategy": self.strategy,
+            "explore": self.explore,
+            "estimator": repr(self.estimator),
+            "cv_folds": self.cv_folds,
+            # out-of-fold: rows are true labels, columns predictions, in `labels` order
+            # (multi-label: per trained label, [[tn, fp], [fn, tp]])
+            "confusion_matrix": confusion,
+            "timings": dict(run.timings),
+            "multi_label": self.multi_label,
+            "stop_set": stop.sidecar,
+        }
+        info["metric"] = self.metric
+        if not self.multi_label and len(run.label_counts) == 2:  # average precision's
+            info["positive_class"] = positive_class(y, labels)
+        if self.multi_label:
+            info.update(
+                aggregate=self.aggregate,
+                trained_labels=run.trained_labels,
+                untrained_labels=run.untrained_labels,
+                # None where a label's every fold held one class only (AUC undefined)
+                roc_auc_per_label=auc,
+                threshold=models.THRESHOLD,
+                guess_proba="joint probability of the guessed set: product over "
+                            "trained labels of max(p, 1 - p)",
+            )
+        return info
+
+    def _finish_trained(self, run: Run) -> Run:
+        """Close a trained run: the sidecar and the run row get the reorder's figures."""
+        timings = run.timings
+        models.update_info(run.model_file, timings=timings, n_reranked=run.n_reranked,
+                           pool=run.pool, cluster=run.cluster)
+        run.status, run.finished_at = "trained", utcnow()
+        self.queue.finish_run(
+            run.run_id,
+            status=run.status,
+            n_labels=run.n_labels,
+            # beside the scores: how many items the model could not learn from yet
+            metrics={**jsonable(run.metrics), "awaiting_review": run.awaiting_review,
+                     "pool": run.pool, **({"cluster": run.cluster} if run.cluster else {})},
+            model_file=str(run.model_file),
+            timings=jsonable(timings),
+            n_reranked=run.n_reranked,
+        )
+        log.info("run %s: reordered %d items; timings %s", run.run_id, run.n_reranked,
+                 _fmt(timings))
+        return run
+
+    def _record_failure(self, run: Run, exc: BaseException) -> None:
+        """Close a run that raised, with the error as its reason, if the database lets us."""
+        run.status, run.reason = "failed", f"{type(exc).__name__}: {exc}"
+        try:
+            self.queue.finish_run(run.run_id, status=run.status, reason=run.reason,
+                                  n_labels=run.n_labels, timings=jsonable(run.timings))
+        except Exception:  # the database may be what failed; the raise below says why
+            log.debug("could not record the failure of run %s", run.run_id, exc_info=True)
 
     # -- the loop ---------------------------------------------------------------------------
 
