@@ -115,6 +115,7 @@ def test_a_read_without_a_snapshot_runs_each_statement_on_its_own(db_url):
         first = conn.exec_driver_sql(stamp).scalar()
         assert conn.exec_driver_sql(stamp).scalar() == first
 
+
 def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlite_url):
     queue = Queue(sqlite_url, labels=["a", "b"])
     queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
@@ -124,7 +125,29 @@ def test_a_sqlite_reorder_gives_its_connection_the_default_page_cache_back(sqlit
     with queue.db.read() as conn:  # the same pooled connection the reorder used
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == default
         assert conn.exec_driver_sql("PRAGMA temp.cache_size").scalar() == default
+        assert conn.exec_driver_sql("PRAGMA threads").scalar() == 0
     assert queue.pop("ana").item_id == 30
+
+
+def test_a_sqlite_reorder_skips_the_wait_for_the_disk_and_the_next_label_does_not(sqlite_url):
+    """A reorder lost to a power cut is redone by the next cycle; a label never is."""
+    queue = Queue(sqlite_url, labels=["a", "b"])
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
+    seen = {}
+
+    @sa.event.listens_for(queue.engine, "before_cursor_execute")
+    def _settings(_conn, cursor, statement, *_):
+        kind = ("reorder" if statement.startswith("UPDATE widgetal_items NOT INDEXED")
+                else "label" if statement.startswith("INSERT INTO widgetal_labels") else None)
+        if kind:
+            raw = cursor.connection
+            seen[kind] = (raw.execute("PRAGMA synchronous").fetchone()[0],
+                          raw.execute("PRAGMA threads").fetchone()[0])
+
+    assert queue.reorder(list(range(1, 31)), [float(i) for i in range(30)]) == 30
+    item = queue.pop("ana")
+    queue.submit(item.item_id, "a", "ana")
+    assert seen == {"reorder": (1, 2), "label": (2, 0)}  # NORMAL with sorter threads; FULL
 
 
 def test_a_sqlite_reorder_finds_items_by_rowid_not_through_a_partial_index(sqlite_url):

@@ -32,6 +32,8 @@ _REBUILD_SHARE = 0.1
 # than that, which would otherwise spill to the WAL mid-transaction and be written twice. The
 # connection gets its default back afterwards.
 _REORDER_CACHE_KIB = 256 * 1024
+# SQLite's sorter may use helper threads for the index builds of a large reorder.
+_REORDER_THREADS = 2
 
 
 class Database:
@@ -134,7 +136,7 @@ class Database:
         n = len(ids)
         guess_labels = guess_labels if guess_labels is not None else [None] * n
         guess_probas = guess_probas if guess_probas is not None else [None] * n
-        with self.engine.connect() as conn, _sqlite_cache(conn, _REORDER_CACHE_KIB):
+        with self.engine.connect() as conn, _sqlite_reorder_pragmas(conn):
             # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
             with conn.execution_options(widgetal_begin="DEFERRED").begin():
                 conn.execute(sql.create_scores_table_sqlite)
@@ -147,7 +149,10 @@ class Database:
                                  guess_probas[start:end])),
                     )
                 conn.execute(sql.analyze_scores_table_sqlite)
-            with conn.execution_options(widgetal_begin="IMMEDIATE").begin():
+            # Not durable: a reorder lost to a power cut is redone by the next cycle, and the
+            # next label's commit syncs the log, reorder included.
+            with conn.execution_options(widgetal_begin="IMMEDIATE",
+                                        widgetal_durable=False).begin():
                 rebuild = n >= _REBUILD_MIN and n >= _REBUILD_SHARE * (
                     conn.execute(sql.read_item_count).scalar() or 0)
                 if rebuild:
@@ -201,22 +206,26 @@ def _sqlite_busy(exc: sa.exc.DBAPIError) -> bool:
 
 
 @contextlib.contextmanager
-def _sqlite_cache(conn: sa.Connection, kib: int) -> Iterator[None]:
-    """This SQLite connection's page caches (main and temp) at ``kib`` KiB while inside.
+def _sqlite_reorder_pragmas(conn: sa.Connection) -> Iterator[None]:
+    """This SQLite connection's settings for a reorder while inside: large page caches (main and
+    temp) and sorter threads for the index builds; the previous values come back afterwards.
 
     Set on the driver's connection: through SQLAlchemy the pragma would begin a transaction.
-    Both get the main cache's size back (the temp database may not exist yet, reading 0).
+    Both caches get the main cache's size back (the temp database may not exist yet, reading 0).
     """
     raw = conn.connection.driver_connection
-    pragmas = ("cache_size", "temp.cache_size")
-    before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
-    for pragma in pragmas:
-        raw.execute(f"PRAGMA {pragma} = {-int(kib)}")
+    cache = int(raw.execute("PRAGMA cache_size").fetchone()[0])
+    threads = int(raw.execute("PRAGMA threads").fetchone()[0])
+    caches = ("cache_size", "temp.cache_size")
+    for pragma in caches:
+        raw.execute(f"PRAGMA {pragma} = {-_REORDER_CACHE_KIB}")
+    raw.execute(f"PRAGMA threads = {_REORDER_THREADS}")
     try:
         yield
     finally:
-        for pragma in pragmas:
-            raw.execute(f"PRAGMA {pragma} = {before}")
+        for pragma in caches:
+            raw.execute(f"PRAGMA {pragma} = {cache}")
+        raw.execute(f"PRAGMA threads = {threads}")
 
 
 def normalise_url(url: str) -> str:
