@@ -11,6 +11,7 @@ settings, not queries, which is why they are written here.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import select
 import sqlite3
@@ -23,6 +24,8 @@ from .errors import DatabaseUnavailable, first_line
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CONNECT_TIMEOUT_S = 10
+_CHUNK = 10_000  # rows per statement of a bulk insert on PostgreSQL
+_ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
 # A SQLite reorder of at least this many items, and this share of all items, rebuilds the
 # items' indexes instead of moving each entry (see sql.drop_item_indexes); a small reorder
 # keeps them.
@@ -119,6 +122,61 @@ class Database:
             return conn.execute(sql.renew_lease, {**params, "item_id": own}).one()
         statement = sql.lease_next_audit_item if audit else sql.lease_next_item
         return conn.execute(statement, params).first()
+
+    def hand_out(self, conn: sa.Connection, skipping: sa.Executable, waiting: sa.Executable,
+                 params: dict) -> sa.Row | None:
+        """The first row a hand-out statement gives: ``skipping`` passes rows that other
+        transactions hold, and where none was free, ``waiting`` waits for them (see
+        :meth:`wait_for_held`)."""
+        row = conn.execute(skipping, params).first()
+        return row if row is not None else self.wait_for_held(conn, waiting, params)
+
+    def wait_for_held(self, conn: sa.Connection, waiting: sa.Executable,
+                      params: dict) -> sa.Row | None:
+        """PostgreSQL: ``waiting``'s row, waiting for rows other transactions hold (the skipping
+        form found none free, but a held one may come back). SQLite: None without asking, since
+        its one writer at a time holds no rows another could wait for."""
+        if self.dialect != "postgresql":
+            return None
+        return conn.execute(waiting, params).first()
+
+    def insert_items(self, conn: sa.Connection, records: list[dict]) -> dict[str, int]:
+        """New items (external_id, text, meta, created_at, done_at); returns {external_id:
+        item_id}. PostgreSQL: arrays unnested in one statement; SQLite: one executemany."""
+        if self.dialect == "postgresql":
+            result = conn.execute(sql.insert_items_postgresql, {
+                "external_ids": [r["external_id"] for r in records],
+                "texts": [r["text"] for r in records],
+                "metas": [None if r["meta"] is None else json.dumps(r["meta"]) for r in records],
+                "done_ats": [r["done_at"] for r in records],
+                "now": records[0]["created_at"] if records else None,
+            })
+        else:
+            result = conn.execute(sql.insert_items, records)
+        return {e: i for i, e in result.all()}
+
+    def insert_labels(self, conn: sa.Connection, records: list[dict]) -> None:
+        """New labels (item_id, label, labeller, created_at, seconds). PostgreSQL: arrays
+        unnested, a chunk per statement; SQLite: one executemany."""
+        if self.dialect != "postgresql":
+            conn.execute(sql.insert_label, records)
+            return
+        for start in range(0, len(records), _CHUNK):
+            chunk = records[start:start + _CHUNK]
+            conn.execute(sql.insert_labels_postgresql, {
+                "item_ids": [r["item_id"] for r in chunk],
+                "labels": [r["label"] for r in chunk],
+                "labellers": [r["labeller"] for r in chunk],
+                "created_ats": [r["created_at"] for r in chunk],
+                "seconds": [r["seconds"] for r in chunk],
+            })
+
+    def refresh_statistics(self, added: int) -> None:
+        """After a large import, fresh planner statistics: without them PostgreSQL's first pops
+        scan the whole table. (SQLite plans these statements well without.)"""
+        if self.dialect == "postgresql" and added >= _ANALYZE_AFTER:
+            with self.write() as conn:
+                conn.execute(sql.analyze_items_postgresql)
 
     def write_priorities(self, ids: list[int], scores: list[float], ranked_by: int | None,
                          guess_labels: list[str] | None, guess_probas: list[float] | None) -> int:

@@ -6,16 +6,18 @@ the caller's one write transaction, so an import that is refused changes nothing
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
 from . import sql
 from .errors import ImportConflict
 from .io import PreparedRows
+
+if TYPE_CHECKING:
+    from .db import Database
 
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
 _SHOW = 10  # conflicts listed in a message; the count says how many more
@@ -79,7 +81,7 @@ class AddResult:
 
 def store(
     conn: sa.Connection,
-    dialect: str,
+    db: Database,
     rows: PreparedRows,
     *,
     labeller: str,
@@ -121,9 +123,9 @@ def store(
         present += len(ext) - len(new)
         if not new:
             continue
-        ids = _insert_items(conn, dialect, rows, new, now, complete=overlap == 1)
+        ids = _insert_items(conn, db, rows, new, now, complete=overlap == 1)
         labelled = [(i, ids[rows.external_ids[i]]) for i in new if rows.labels[i] is not None]
-        _insert_labels(conn, dialect, rows, labelled, labeller, now)
+        _insert_labels(conn, db, rows, labelled, labeller, now)
         added += len(new)
         n_labels += len(labelled)
     conn.execute(sql.add_to_item_count, {"n": added})
@@ -155,7 +157,7 @@ def store(
         for chunk in _chunks([label_id for _, _, label_id, _ in replaceable]):
             conn.execute(sql.mark_labels_undone, {"label_ids": chunk, "now": now})
     written = to_add + ([(i, item) for i, item, _, _ in replaceable] if replace else [])
-    _insert_labels(conn, dialect, rows, written, labeller, now)
+    _insert_labels(conn, db, rows, written, labeller, now)
     if overlap == 1:
         for chunk in _chunks([item for _, item in to_add]):
             conn.execute(sql.complete_imported_items, {"item_ids": chunk, "now": now})
@@ -237,35 +239,21 @@ def _labeller_of(rows: PreparedRows, i: int, default: str) -> str:
 
 
 def _insert_items(
-    conn: sa.Connection, dialect: str, rows: PreparedRows, new: list[int], now: datetime,
+    conn: sa.Connection, db: Database, rows: PreparedRows, new: list[int], now: datetime,
     complete: bool,
 ) -> dict[str, int]:
     """Insert rows ``new`` of ``rows``; returns {external_id: item_id}. With ``complete`` (K = 1)
     a row's label finishes its item; with overlap it is the first of K."""
-    ext = [rows.external_ids[i] for i in new]
-    done = [now if complete and rows.labels[i] is not None else None for i in new]
-    if dialect == "postgresql":
-        params = {
-            "external_ids": ext,
-            "texts": [rows.texts[i] for i in new],
-            "metas": [None if rows.metas[i] is None else json.dumps(rows.metas[i]) for i in new],
-            "done_ats": done,
-            "now": now,
-        }
-        result = conn.execute(sql.insert_items_postgresql, params)
-    else:
-        params = [
-            {"external_id": e, "text": rows.texts[i], "meta": rows.metas[i], "created_at": now,
-             "done_at": d}
-            for e, i, d in zip(ext, new, done)
-        ]
-        result = conn.execute(sql.insert_items, params)
-    return {e: i for i, e in result.all()}
+    return db.insert_items(conn, [
+        {"external_id": rows.external_ids[i], "text": rows.texts[i], "meta": rows.metas[i],
+         "created_at": now, "done_at": now if complete and rows.labels[i] is not None else None}
+        for i in new
+    ])
 
 
 def _insert_labels(
     conn: sa.Connection,
-    dialect: str,
+    db: Database,
     rows: PreparedRows,
     labelled: list[tuple[int, int]],
     labeller: str,
@@ -274,7 +262,7 @@ def _insert_labels(
     """Append the labels of rows ``(row, item_id)``, with the file's labeller, time and seconds."""
     if not labelled:
         return
-    records = [
+    db.insert_labels(conn, [
         {
             "item_id": item,
             "label": rows.labels[i],
@@ -283,18 +271,7 @@ def _insert_labels(
             "seconds": rows.seconds[i] if rows.seconds else None,
         }
         for i, item in labelled
-    ]
-    if dialect == "postgresql":
-        for chunk in _chunks(records):
-            conn.execute(sql.insert_labels_postgresql, {
-                "item_ids": [r["item_id"] for r in chunk],
-                "labels": [r["label"] for r in chunk],
-                "labellers": [r["labeller"] for r in chunk],
-                "created_ats": [r["created_at"] for r in chunk],
-                "seconds": [r["seconds"] for r in chunk],
-            })
-        return
-    conn.execute(sql.insert_label, records)
+    ])
 
 
 def _chunks(values: list, size: int = _CHUNK):

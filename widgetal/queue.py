@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # pandas (and numpy, imported where used) only where tables c
     from .imports import AddResult, OnConflict
 
 DEFAULT_URL = "sqlite:///widgetal.db"
-_ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
 _CHUNK = 10_000  # bind parameters per statement stay well under SQLite's 32,766
 _OVERLAP_TTL_S = 2.0  # how stale the hand-out's idea of K may be after `init --overlap`
 #: What a labeller submits: one label, or in a multi-label project a list or set of labels.
@@ -224,14 +223,12 @@ class Queue:
         labeller = _check_labeller(labeller)
         with self.db.write() as conn:
             result = imports.store(
-                conn, self.dialect, rows, labeller=labeller, now=_utcnow(),
+                conn, self.db, rows, labeller=labeller, now=_utcnow(),
                 on_conflict=on_conflict, keep_stored_text=keep_stored_text,
                 overlap=self._overlap(conn, fresh=True),
                 on_disagreement=project.read_setting(conn, "on_disagreement", "review"),
             )
-        if self.dialect == "postgresql" and result.added >= _ANALYZE_AFTER:
-            with self.db.write() as conn:
-                conn.execute(sql.analyze_items_postgresql)
+        self.db.refresh_statistics(result.added)
         return result
 
     # -- the labeller's verbs ---------------------------------------------------------------
@@ -413,12 +410,10 @@ class Queue:
         other = (sql.lease_next_audit_item, sql.lease_next_audit_item_waiting)
         if audit:
             drawn, other = other, drawn
-        if row is None and self.dialect == "postgresql":
-            row = conn.execute(drawn[1], params).first()
         if row is None:
-            row = conn.execute(other[0], params).first()
-        if row is None and self.dialect == "postgresql":
-            row = conn.execute(other[1], params).first()
+            row = self.db.wait_for_held(conn, drawn[1], params)
+        if row is None:
+            row = self.db.hand_out(conn, *other, params)
         return None if row is None else _item(row)
 
     def _lease_slot(self, conn: sa.Connection, params: dict, overlap: int) -> Item | None:
@@ -432,9 +427,8 @@ class Queue:
             if self._draws_audit(conn):
                 kinds.reverse()
             for skipping, waiting, audit in kinds:
-                own = conn.execute(skipping, slot).scalar()
-                if own is None and self.dialect == "postgresql":
-                    own = conn.execute(waiting, slot).scalar()
+                row = self.db.hand_out(conn, skipping, waiting, slot)
+                own = None if row is None else row[0]
                 if own is not None:
                     if audit:
                         conn.execute(sql.mark_item_audit, {"item_id": own})
@@ -607,7 +601,7 @@ class Queue:
         with self.db.write(durable=False) as conn:
             project.check_reviewer(conn, reviewer)
             lease = timedelta(seconds=self.lease_seconds)
-            return review.lease_next(conn, reviewer, _utcnow(), lease, self.dialect)
+            return review.lease_next(conn, reviewer, _utcnow(), lease, self.db)
 
     def review(self, item_id: int, label: Answer | None, reviewer: str,
                seconds: float | None = None) -> None:

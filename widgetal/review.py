@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from . import sql
 from .errors import NotAwaitingReview, NothingToUndo, UnknownItem
+
+if TYPE_CHECKING:
+    from .db import Database
 
 
 @dataclass(frozen=True)
@@ -30,16 +33,14 @@ class ReviewItem:
 
 
 def lease_next(conn: sa.Connection, reviewer: str, now: datetime, lease: timedelta,
-               dialect: str) -> ReviewItem | None:
+               db: Database) -> ReviewItem | None:
     """The reviewer's held item, else the best item awaiting review, leased to them."""
     params = {"labeller": reviewer, "now": now, "expires_at": now + lease}
     own = conn.execute(sql.find_own_review, params).scalar()
     if own is not None:
         row = conn.execute(sql.renew_review_lease, {**params, "item_id": own}).one()
     else:
-        row = conn.execute(sql.lease_next_review, params).first()
-        if row is None and dialect == "postgresql":
-            row = conn.execute(sql.lease_next_review_waiting, params).first()
+        row = db.hand_out(conn, sql.lease_next_review, sql.lease_next_review_waiting, params)
     return None if row is None else _with_labels(conn, row)
 
 
