@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from .errors import (
     NotInitialised,
     UnknownItem,
 )
-from .schema import RUN_STATUSES, create_or_check
+from .schema import RUN_STATUSES, create_or_check, utcnow
 
 if TYPE_CHECKING:  # pandas (and numpy, imported where used) only where tables come in or go
     import pandas as pd  # out: a labeller's kernel needs neither (numpy alone costs it 11 MB)
@@ -223,7 +223,7 @@ class Queue:
         labeller = _check_labeller(labeller)
         with self.db.write() as conn:
             result = imports.store(
-                conn, self.db, rows, labeller=labeller, now=_utcnow(),
+                conn, self.db, rows, labeller=labeller, now=utcnow(),
                 on_conflict=on_conflict, keep_stored_text=keep_stored_text,
                 overlap=self._overlap(conn, fresh=True),
                 on_disagreement=project.read_setting(conn, "on_disagreement", "review"),
@@ -243,7 +243,7 @@ class Queue:
         """
         labeller = _check_labeller(labeller)
         with self.db.write(durable=False) as conn:
-            return self._lease_next(conn, labeller, _utcnow())
+            return self._lease_next(conn, labeller, utcnow())
 
     def submit(self, item_id: int, label: Answer, labeller: str,
                seconds: float | None = None) -> None:
@@ -263,7 +263,7 @@ class Queue:
         """
         labeller, label = self._check_submission(label, labeller)
         with self.db.write() as conn:
-            self._record_label(conn, item_id, label, labeller, seconds, _utcnow())
+            self._record_label(conn, item_id, label, labeller, seconds, utcnow())
 
     def submit_and_pop(
         self, item_id: int, label: Answer, labeller: str, seconds: float | None = None
@@ -274,7 +274,7 @@ class Queue:
         is unreachable, no label is recorded and no item is leased.
         """
         labeller, label = self._check_submission(label, labeller)
-        now = _utcnow()
+        now = utcnow()
         with self.db.write() as conn:
             if self._overlap(conn) == 1:  # the usual click: one statement on PostgreSQL
                 params = self._lease_params(conn, labeller, now)
@@ -448,7 +448,7 @@ class Queue:
             if conn.execute(sql.item_exists, params).first() is None:
                 raise UnknownItem(f"There is no item {item_id}.")
             if conn.execute(sql.find_skip, params).first() is None:
-                conn.execute(sql.insert_skip, {**params, "created_at": _utcnow()})
+                conn.execute(sql.insert_skip, {**params, "created_at": utcnow()})
             conn.execute(sql.release_lease, params)
             conn.execute(sql.delete_lease, params)
 
@@ -465,7 +465,7 @@ class Queue:
         back all the same, and ``NothingToUndo`` says so.
         """
         labeller = _check_labeller(labeller)
-        now = _utcnow()
+        now = utcnow()
         gone = None
         with self.db.write() as conn:
             latest = conn.execute(sql.find_latest_label, {"labeller": labeller}).first()
@@ -585,7 +585,7 @@ class Queue:
         """Register a labeller (or a reviewer, who may also label)."""
         with self.db.write() as conn:
             return project.add_person(conn, name, "reviewer" if reviewer else "labeller",
-                                      _utcnow())
+                                      utcnow())
 
     def set_person_active(self, name: str, active: bool) -> project.Person:
         with self.db.write() as conn:
@@ -601,7 +601,7 @@ class Queue:
         with self.db.write(durable=False) as conn:
             project.check_reviewer(conn, reviewer)
             lease = timedelta(seconds=self.lease_seconds)
-            return review.lease_next(conn, reviewer, _utcnow(), lease, self.db)
+            return review.lease_next(conn, reviewer, utcnow(), lease, self.db)
 
     def review(self, item_id: int, label: Answer | None, reviewer: str,
                seconds: float | None = None) -> None:
@@ -621,12 +621,12 @@ class Queue:
             label = self._check_submission(label, reviewer)[1]
         with self.db.write() as conn:
             project.check_reviewer(conn, reviewer)
-            review.decide(conn, item_id, reviewer, label, seconds, _utcnow())
+            review.decide(conn, item_id, reviewer, label, seconds, utcnow())
 
     def undo_review(self, reviewer: str) -> review.ReviewItem:
         """Take back ``reviewer``'s latest decision; the item returns to review, held by them."""
         reviewer = _check_labeller(reviewer)
-        now = _utcnow()
+        now = utcnow()
         with self.db.write() as conn:
             project.check_reviewer(conn, reviewer)
             lease = timedelta(seconds=self.lease_seconds)
@@ -838,7 +838,7 @@ class Queue:
     def start_run(self, **fields: Any) -> int:
         """Open a run record, with status ``running``; returns its id."""
         with self.db.write() as conn:
-            params = {"started_at": _utcnow(), "status": "running", **fields}
+            params = {"started_at": utcnow(), "status": "running", **fields}
             return conn.execute(sql.insert_run, params).scalar_one()
 
     def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
@@ -849,7 +849,7 @@ class Queue:
         if status not in finished:
             raise ValueError(f"A run finishes as one of {list(finished)}, not {status!r}.")
         with self.db.write() as conn:
-            params = {"run_id": run_id, "finished_at": _utcnow(), "status": status, **fields}
+            params = {"run_id": run_id, "finished_at": utcnow(), "status": status, **fields}
             conn.execute(sql.finish_run, params)
 
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -975,10 +975,6 @@ def _item(row: Any) -> Item:
 def _chunks(values: list, size: int = _CHUNK) -> Iterator[list]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def __getattr__(name: str):
