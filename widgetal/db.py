@@ -15,6 +15,7 @@ import json
 import re
 import select
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -257,9 +258,25 @@ class Database:
             ) from exc
 
 
-def _sqlite_busy(exc: sa.exc.DBAPIError) -> bool:
-    """Whether SQLite gave up waiting for another connection's lock, told by its error code."""
-    code = getattr(exc.orig, "sqlite_errorcode", None)
+def _use_wal(cursor) -> None:
+    """WAL mode (it persists in the file). Several processes opening a new database at once can
+    find the switch answered "locked" at once, the busy timeout notwithstanding (seen in CI):
+    retry it until that timeout."""
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _sqlite_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_busy(exc: Exception) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock, told by its error code
+    (on the driver's error, or the one SQLAlchemy wraps)."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -319,7 +336,7 @@ def _make_engine(url: str) -> sa.Engine:
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
         if parsed.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
