@@ -211,15 +211,21 @@ renew_lease = (
     .returning(*_item_columns)
 )
 
-def _own_or_next(audit: bool) -> sa.Select:
-    own = find_own_lease.cte("own")
-    renewed = (
+
+def _renew_own(own: sa.CTE) -> sa.CTE:
+    """``renew_lease`` of the item in ``own`` (none if ``own`` is empty), as a CTE."""
+    return (
         items.update()
         .where(_i.id == sa.select(own.c.id).scalar_subquery())
         .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
         .returning(*_item_columns)
         .cte("renewed")
     )
+
+
+def _own_or_next(audit: bool) -> sa.Select:
+    own = find_own_lease.cte("own")
+    renewed = _renew_own(own)
     leased = (
         _lease(_next_free_item(skip_locked=True, audit=audit), audit=audit)
         .where(~sa.exists(sa.select(own.c.id)))
@@ -561,13 +567,7 @@ def _label_and_lease(audit: bool) -> sa.Select:
     # by id (what the second statement of two would see as done).
     labelled = _i.id != sa.bindparam("item_id")
     own = find_own_lease.where(labelled, sa.exists(sa.select(recorded.c.item_id))).cte("own")
-    renewed = (
-        items.update()
-        .where(_i.id == sa.select(own.c.id).scalar_subquery())
-        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
-        .returning(*_item_columns)
-        .cte("renewed")
-    )
+    renewed = _renew_own(own)
     leased = (
         _lease(_next_free_item(skip_locked=True, audit=audit).where(labelled), audit=audit)
         .where(~sa.exists(sa.select(own.c.id)), sa.exists(sa.select(recorded.c.item_id)))
