@@ -46,6 +46,25 @@ def test_postgresql_leases_skip_the_synchronous_commit(postgres_url):
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
 
 
+def test_postgresql_plans_a_click_once_not_on_every_click(postgres_url):
+    # Planning the one-statement click for each call's parameters took more server time than
+    # running it; a generic plan serves every labeller, and serves them in queue order.
+    queue = Queue(postgres_url, labels=["a", "b"])
+    queue.add([f"text {i}" for i in range(30)])
+    queue.reorder(list(range(1, 31)), [float(i) for i in range(1, 31)])
+    item, served = queue.pop("ana"), []
+    for _ in range(12):
+        served.append(item.item_id)
+        item = queue.submit_and_pop(item.item_id, "a", "ana")
+    assert served == list(range(30, 18, -1))
+    with queue.db.read() as conn:
+        plans = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE starts_with(statement, 'WITH won AS')"
+        ).one()
+    assert plans.custom_plans == 0 and plans.generic_plans >= 5  # prepared after five calls
+
+
 
 def _end_sessions(postgres_url: str, pids: set[int]) -> None:
     """End these server sessions as a restart would, and wait until they are gone."""

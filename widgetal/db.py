@@ -326,6 +326,7 @@ def _make_engine(url: str) -> sa.Engine:
                 f"No driver for {parsed.get_backend_name()}: pip install 'widgetal[postgres]'."
             ) from exc
         sa.event.listen(engine, "checkout", _ping_if_stirred(engine.dialect))
+        sa.event.listen(engine, "connect", _plan_once)
         return engine
     engine = sa.create_engine(parsed)
 
@@ -351,6 +352,21 @@ def _make_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _plan_once(dbapi_conn, _record) -> None:
+    """A connect hook: the session plans each statement once, whatever its parameters.
+
+    psycopg prepares a statement its connection has run five times, but PostgreSQL's default
+    then still plans it again for every call's parameters: for the one-statement click that
+    planning took 0.6 ms of the server's 1.1 ms. widgetal's statements walk the same index
+    whoever asks (the hand-out the queue order, a window the audit key, a batch the id), so one
+    generic plan serves every call; their generic plans were checked with EXPLAIN at 1,000,000
+    items, and a reorder at that size took as long either way.
+    """
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute(sql.plan_once_postgresql)
+    dbapi_conn.commit()
 
 
 def _ping_if_stirred(dialect: sa.Dialect):

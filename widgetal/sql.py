@@ -203,6 +203,10 @@ lease_next_audit_item_waiting = _lease(_next_free_item(skip_locked=False, audit=
 # a pop does not wait for its commit to reach disk. Labels never use this: they are durable.
 relax_durability_postgresql = sa.text("SET LOCAL synchronous_commit TO OFF")
 
+# PostgreSQL: every session plans each statement once, for any parameters (see db._plan_once;
+# a plain string, run by the connect hook on the driver's own cursor).
+plan_once_postgresql = "SET plan_cache_mode TO force_generic_plan"
+
 # Renew the lease on an item this labeller holds (or is handed back by undo).
 renew_lease = (
     items.update()
