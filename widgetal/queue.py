@@ -268,14 +268,16 @@ class Queue:
     def submit_and_pop(
         self, item_id: int, label: Answer, labeller: str, seconds: float | None = None
     ) -> Item | None:
-        """``submit`` then ``pop`` in one transaction: one commit per click instead of two.
+        """``submit`` then ``pop`` with one commit per click instead of two.
 
-        All or nothing: if the label is refused (same errors as ``submit``) or the database
-        is unreachable, no label is recorded and no item is leased.
+        The label and the lease are all or nothing: if the label is refused (same errors as
+        ``submit``) or the database is unreachable, no label is recorded and no item is leased.
+        (On PostgreSQL the usual click is one statement committed on its own; only when every
+        free item is held by others does the wait for one follow the stored label.)
         """
         labeller, label = self._check_submission(label, labeller)
         now = utcnow()
-        with self.db.write() as conn:
+        with self.db.write_each() as conn:
             if self._overlap(conn) == 1:  # the usual click: one statement on PostgreSQL
                 params = self._lease_params(conn, labeller, now)
                 audit = self._draws_audit(conn)
@@ -284,7 +286,9 @@ class Queue:
                 recorded, leased = self.db.label_and_lease(conn, row, params, audit)
                 if recorded:
                     return self._lease_rest(conn, params, audit, leased)
-            # Overlap, an item a reviewer sent back, or a refusal the locked path explains.
+        # Overlap, an item a reviewer sent back, or a refusal the locked path explains (the
+        # usual click above wrote nothing then).
+        with self.db.write() as conn:
             self._record_label_locked(conn, item_id, label, labeller, seconds, now,
                                       self._overlap(conn, fresh=True))
             return self._lease_next(conn, labeller, now)
