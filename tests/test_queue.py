@@ -487,6 +487,22 @@ def test_guesses_go_to_undone_items_only_and_a_reorder_without_them_clears_them(
     ]
 
 
+def test_guesses_and_scores_come_back_exactly_whatever_the_labels_spell(db_url):
+    # PostgreSQL gets the numbers as array literals and each guess as its label's place in the
+    # label list: labels with the characters array syntax uses must come back as they were.
+    labels = ['a, "b"', "{c}", "back\\slash", "NULL", "é ü"]
+    queue = Queue(db_url, labels=labels)
+    queue.add(_texts(5))
+    scores = [1e-300, 0.1 + 0.2, 1 / 3, 12345.678901234567, 2.0 ** 60]
+    probas = [0.0, 1 / 7, 0.5, 0.9999999999999999, 1.0]
+    queue.reorder([1, 2, 3, 4, 5], scores, ranked_by=4, guesses=(labels, probas))
+    by_id = {i.item_id: i for i in queue.items([1, 2, 3, 4, 5])}
+    assert [by_id[i].guess_label for i in range(1, 6)] == labels
+    assert [by_id[i].guess_proba for i in range(1, 6)] == probas
+    assert [by_id[i].priority for i in range(1, 6)] == scores
+    queue.engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("guesses", "error"),
     [

@@ -38,6 +38,8 @@ _REBUILD_SHARE = 0.1
 _REORDER_CACHE_KIB = 256 * 1024
 # SQLite's sorter may use helper threads for the index builds of a large reorder.
 _REORDER_THREADS = 2
+# Items per UPDATE of a PostgreSQL reorder (all in one transaction).
+_REORDER_CHUNK = 50_000
 
 
 class Database:
@@ -240,18 +242,25 @@ class Database:
         return changed
 
     def _priorities_postgresql(self, ids, scores, ranked_by, guess_labels, guess_probas) -> int:
+        names, places = None, None
+        if guess_labels is not None:
+            names = sorted(set(guess_labels))
+            place = {name: i for i, name in enumerate(names, start=1)}
+            places = [place[label] for label in guess_labels]
         changed = 0
         with self.write() as conn:
-            for start in range(0, len(ids), 50_000):
-                end = start + 50_000
+            for start in range(0, len(ids), _REORDER_CHUNK):
+                end = start + _REORDER_CHUNK
                 changed += conn.execute(
                     sql.apply_priorities_postgresql,
                     {
                         "ranked_by": ranked_by,
-                        "item_ids": ids[start:end],
-                        "scores": scores[start:end],
-                        "guess_labels": None if guess_labels is None else guess_labels[start:end],
-                        "guess_probas": None if guess_probas is None else guess_probas[start:end],
+                        "item_ids": array_literal(ids[start:end]),
+                        "scores": array_literal(scores[start:end]),
+                        "guess_names": names,
+                        "guesses": None if places is None else array_literal(places[start:end]),
+                        "guess_probas": None if guess_probas is None
+                        else array_literal(guess_probas[start:end]),
                     },
                 ).rowcount
         return changed
@@ -314,6 +323,12 @@ def _sqlite_reorder_pragmas(conn: sa.Connection) -> Iterator[None]:
         for pragma in caches:
             raw.execute(f"PRAGMA {pragma} = {cache}")
         raw.execute(f"PRAGMA threads = {threads}")
+
+
+def array_literal(numbers: list[int] | list[float]) -> str:
+    """PostgreSQL's text form of an array of numbers (ints, or finite floats, whose ``repr``
+    the server reads back exactly), for a parameter the statement casts to an array type."""
+    return "{" + ",".join(map(repr, numbers)) + "}"
 
 
 def normalise_url(url: str) -> str:
