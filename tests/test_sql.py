@@ -68,3 +68,12 @@ def test_only_bind_parameters_carry_values():
     for name, statement in STATEMENTS.items():
         if isinstance(statement, sa.TextClause):
             assert "'" not in str(statement), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in STATEMENTS if not n.endswith("_sqlite")))
+def test_no_postgresql_statement_binds_its_row_limit(name):
+    # PostgreSQL plans each statement once for any parameters; a bound LIMIT reads to the
+    # planner as a tenth of the table, and the one-row hand-out was then JIT-compiled on every
+    # click (0.6 s a click at 1,000,000 items). Limits are written in, or rendered per call.
+    compiled = STATEMENTS[name].compile(dialect=postgresql.psycopg.dialect())
+    assert not re.search(r"LIMIT %\(\w+\)s", str(compiled))
