@@ -169,7 +169,8 @@ def _state(url: str) -> tuple[object, str | None]:
 
 def _dump(conn: sa.Connection) -> dict:
     """The schema as the database itself reports it: tables, columns in order with types,
-    nullability and defaults, keys, and every index's full definition (partial WHERE included)."""
+    nullability and defaults, keys, every index's full definition (partial WHERE included),
+    and every trigger's (with PostgreSQL's functions)."""
     insp = sa.inspect(conn)
     out: dict = {}
     for name in sorted(insp.get_table_names()):
@@ -191,9 +192,22 @@ def _dump(conn: sa.Connection) -> dict:
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
         )
         out["indexes"] = sorted((n, d.replace(f" {where}.", " ")) for n, d in rows)
+        rows = conn.exec_driver_sql(
+            "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
+        )
+        out["triggers"] = sorted((n, d.replace(f" {where}.", " ")) for n, d in rows)
+        rows = conn.exec_driver_sql(
+            "SELECT p.proname, p.prosrc FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema()"
+        )
+        out["functions"] = sorted(rows)
     else:
         rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
         out["indexes"] = sorted((n, d or "") for n, d in rows)
+        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        out["triggers"] = sorted(rows)
     return out
 
 
@@ -293,6 +307,57 @@ def test_the_upgraded_queue_works(db_url):
     q.submit(item.item_id, "negative", "cy")
     assert q.progress().done == 3
     q.engine.dispose()
+
+
+# -- version 4 to 5: label counts kept by the database -------------------------------------------
+
+
+def _counts(q: Queue) -> tuple[dict, dict]:
+    """Labels per labeller as progress shows them, and as a count of the labels themselves."""
+    shown = q.progress().per_labeller
+    with q.db.read() as conn:
+        rows = conn.execute(
+            sa.select(schema.labels.c.labeller, sa.func.count())
+            .where(schema.labels.c.undone_at.is_(None))
+            .group_by(schema.labels.c.labeller)
+        ).all()
+    return shown, {labeller: n for labeller, n in rows}
+
+
+def test_version_5_counts_the_labels_already_there_and_keeps_counting(db_url, tmp_path):
+    _build_v1(db_url)
+    _fill_v1(db_url)  # two labels that count, one undone
+    with Database(db_url).write() as conn:
+        command.stamp(schema.alembic_config(conn), "0001")
+        command.upgrade(schema.alembic_config(conn), "0004")
+    q = Queue(db_url, lease_seconds=600)
+    assert _state(db_url) == HEAD
+    shown, actual = _counts(q)
+    assert shown == actual and sum(actual.values()) == 2
+    for labeller in ("cy", "cy", "dee"):
+        item = q.pop(labeller)
+        q.submit(item.item_id, "negative", labeller)
+    q.undo("cy")
+    shown, actual = _counts(q)
+    assert shown == actual and sum(actual.values()) == 4
+    q.engine.dispose()
+    assert _differences(db_url) == []
+    assert _dump_url(db_url) == _fresh_dump(db_url, tmp_path)
+
+
+def test_the_downgrade_to_version_4_drops_the_counts_and_their_triggers(db_url):
+    _build_v1(db_url)
+    _fill_v1(db_url)
+    with Database(db_url).write() as conn:
+        command.stamp(schema.alembic_config(conn), "0001")
+        command.upgrade(schema.alembic_config(conn), "0004")
+    v4_schema, v4_rows = _dump_url(db_url), _rows(db_url)
+    Queue(db_url).engine.dispose()
+    with Database(db_url).write() as conn:
+        command.downgrade(schema.alembic_config(conn), "0004")
+    assert _dump_url(db_url) == v4_schema  # triggers (and PostgreSQL's function) included
+    assert _state(db_url) == (4, "0004")
+    assert _rows(db_url) == v4_rows
 
 
 # -- version 3 to 4: each run's outcome in a status column ---------------------------------------

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
 #: upgrades the previous version in place.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -256,6 +256,52 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
+#: The labels that count (not undone) per labeller and label, kept by the database itself in
+#: each label's own transaction (triggers on widgetal_labels, below): progress, read on every
+#: click, reads these few rows instead of counting every label (7.5 ms at 24,000 labels on
+#: PostgreSQL, growing with them).
+label_counts = sa.Table(
+    "widgetal_label_counts",
+    metadata,
+    sa.Column("labeller", sa.String, primary_key=True),
+    sa.Column("label", sa.String, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+# The triggers that keep label_counts (schema version 5; migration 0005 creates the same). A
+# label counts from its insert (unless inserted undone) until undo sets its undone_at. Row
+# triggers on both databases: on PostgreSQL a statement trigger with transition tables (one
+# upsert per statement, cheaper for bulk imports) cost the click more than a row trigger.
+LABEL_COUNT_DDL = {
+    "sqlite": [
+        "CREATE TRIGGER widgetal_labels_counted AFTER INSERT ON widgetal_labels "
+        "WHEN NEW.undone_at IS NULL BEGIN "
+        "INSERT INTO widgetal_label_counts (labeller, label, n) "
+        "VALUES (NEW.labeller, NEW.label, 1) "
+        "ON CONFLICT (labeller, label) DO UPDATE SET n = n + 1; END",
+        "CREATE TRIGGER widgetal_labels_uncounted AFTER UPDATE OF undone_at ON widgetal_labels "
+        "WHEN (OLD.undone_at IS NULL) <> (NEW.undone_at IS NULL) BEGIN "
+        "INSERT INTO widgetal_label_counts (labeller, label, n) "
+        "VALUES (NEW.labeller, NEW.label, CASE WHEN NEW.undone_at IS NULL THEN 1 ELSE -1 END) "
+        "ON CONFLICT (labeller, label) DO UPDATE SET n = n + excluded.n; END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION widgetal_count_label() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "DECLARE d integer := CASE WHEN NEW.undone_at IS NULL THEN 1 ELSE 0 END; BEGIN "
+        "IF TG_OP = 'UPDATE' AND OLD.undone_at IS NULL THEN d := d - 1; END IF; "
+        "IF d <> 0 THEN "
+        "INSERT INTO widgetal_label_counts AS c (labeller, label, n) "
+        "VALUES (NEW.labeller, NEW.label, d) "
+        "ON CONFLICT (labeller, label) DO UPDATE SET n = c.n + excluded.n; "
+        "END IF; RETURN NULL; END $$",
+        "CREATE TRIGGER widgetal_labels_counted AFTER INSERT OR UPDATE OF undone_at "
+        "ON widgetal_labels FOR EACH ROW EXECUTE FUNCTION widgetal_count_label()",
+    ],
+}
+for _dialect, _statements in LABEL_COUNT_DDL.items():
+    for _statement in _statements:  # once every table exists
+        sa.event.listen(metadata, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect))
+
 #: Each text embedded once per featurizer; a cycle embeds only what is missing here.
 features = sa.Table(
     "widgetal_features",
@@ -276,7 +322,7 @@ alembic_version = sa.Table(
 )
 
 #: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
-_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
+_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.

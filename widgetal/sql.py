@@ -13,6 +13,7 @@ from .schema import (
     counters,
     features,
     items,
+    label_counts,
     labellers,
     labels,
     leases,
@@ -663,15 +664,14 @@ add_to_item_count = (
 )
 
 # A progress bar in one statement: the item count (in a row whose label and labeller are NULL),
-# then the labels that count per label and labeller, a few rows that give both tallies from one
-# pass over the labels. The per-label sum is the number of items done: an item is done exactly
-# while one label for it counts (the first wins; undo reopens it).
+# then the labels that count per label and labeller, a few rows the database keeps counted
+# (schema.label_counts) that give both tallies. The per-label sum is the number of items done:
+# an item is done exactly while one label for it counts (the first wins; undo reopens it).
 read_progress = sa.union_all(
     sa.select(sa.null().label("label"), sa.null().label("labeller"),
               counters.c.value.label("n")).where(counters.c.name == "items"),
-    sa.select(labels.c.label, labels.c.labeller, sa.func.count().label("n"))
-    .where(labels.c.undone_at.is_(None))
-    .group_by(labels.c.label, labels.c.labeller),
+    sa.select(label_counts.c.label, label_counts.c.labeller, label_counts.c.n)
+    .where(label_counts.c.n > 0),
 )
 
 # How many labels exist in all (undone included): the orchestrator's "new labels" trigger.
