@@ -45,6 +45,26 @@ def test_overlap_one_is_the_default_and_unchanged(queue):
     assert queue.progress().done == 1
 
 
+def test_a_click_with_overlap_is_one_transaction(team):
+    # submit_and_pop tries the one-statement click only while K is 1; with overlap it goes
+    # straight to the locked path, which reads K afresh (a change back to 1 is seen there).
+    team.add(["one", "two", "three"])
+    item = team.pop("ana")
+    begins = []
+
+    def count(conn):
+        begins.append(conn)
+
+    sa.event.listen(team.engine, "begin", count)
+    try:
+        for _ in range(2):
+            item = team.submit_and_pop(item.item_id, "positive", "ana")
+    finally:
+        sa.event.remove(team.engine, "begin", count)
+    assert len(begins) == 2  # one transaction per click
+    assert team.progress().per_labeller == {"ana": 2}
+
+
 def test_each_item_goes_to_k_distinct_labellers_and_is_done_at_k(team):
     team.add(["only text"])
     a, b = team.pop("ana"), team.pop("bob")

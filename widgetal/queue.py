@@ -277,15 +277,18 @@ class Queue:
         """
         labeller, label = self._check_submission(label, labeller)
         now = utcnow()
-        with self.db.write_each() as conn:
-            if self._overlap(conn) == 1:  # the usual click: one statement on PostgreSQL
-                params = self._lease_params(conn, labeller, now)
-                audit = self._draws_audit(conn)
-                row = {"item_id": item_id, "label": label, "labeller": labeller, "now": now,
-                       "seconds": seconds}
-                recorded, leased = self.db.label_and_lease(conn, row, params, audit)
-                if recorded:
-                    return self._lease_rest(conn, params, audit, leased)
+        # A project last seen with overlap goes straight to the locked path, which reads K
+        # afresh: no empty write transaction first on every click.
+        if self._overlap_value == 1:
+            with self.db.write_each() as conn:
+                if self._overlap(conn) == 1:  # the usual click: one statement on PostgreSQL
+                    params = self._lease_params(conn, labeller, now)
+                    audit = self._draws_audit(conn)
+                    row = {"item_id": item_id, "label": label, "labeller": labeller,
+                           "now": now, "seconds": seconds}
+                    recorded, leased = self.db.label_and_lease(conn, row, params, audit)
+                    if recorded:
+                        return self._lease_rest(conn, params, audit, leased)
         # Overlap, an item a reviewer sent back, or a refusal the locked path explains (the
         # usual click above wrote nothing then).
         with self.db.write() as conn:
