@@ -1,6 +1,6 @@
 """Schema migrations: a version-1 database is upgraded in place, nothing lost, and ends up equal
-to a freshly created one; a version-3 database's runs get their status; on a SQLite file and on
-PostgreSQL."""
+to a freshly created one; a version-3 database's runs get their status; a version-5 database's
+queue moves to widgetal_ranks in the same order; on a SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -131,6 +131,22 @@ def _label(item_id, label, labeller, seconds, undone=False, minutes=None) -> dic
     }
 
 
+def _all_tables(conn: sa.Connection) -> dict[str, sa.Table]:
+    meta = sa.MetaData()
+    meta.reflect(conn)
+    return dict(meta.tables)
+
+
+def _without(table: sa.Table, *names: str) -> sa.Table:
+    """``table`` without the columns ``names`` (those a later version moved elsewhere)."""
+    return sa.Table(
+        table.name,
+        sa.MetaData(),
+        *(sa.Column(c.name, c.type, primary_key=c.primary_key)
+          for c in table.columns if c.name not in names),
+    )
+
+
 def _rows(url: str, tables: dict[str, sa.Table] | None = None) -> dict[str, list[dict]]:
     """Every row of the version-1 tables, by their version-1 columns, in key order."""
     with Database(url).read() as conn:
@@ -142,6 +158,28 @@ def _rows(url: str, tables: dict[str, sa.Table] | None = None) -> dict[str, list
             ]
             for name, t in tables.items()
         }
+
+
+def _ranks(url: str) -> list[tuple]:
+    """(item, priority, run, guess label, guess probability) per row of widgetal_ranks."""
+    with Database(url).read() as conn:
+        r = schema.ranks.c
+        rows = conn.execute(
+            sa.select(r.item_id, r.priority, r.ranked_by, r.guess_label, r.guess_proba)
+            .order_by(r.item_id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def _done_items_unranked(rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Rows as a downgrade from version 6 leaves them: version 6 keeps no place in the queue for
+    a done item (not awaiting review), so its priority comes back as 0, with no run or guess."""
+    for row in rows["widgetal_items"]:
+        if row["done_at"] is not None and not row.get("needs_review"):
+            row["priority"], row["ranked_by"] = 0.0, None
+            if "guess_label" in row:
+                row["guess_label"] = row["guess_proba"] = None
+    return rows
 
 
 def _runs_as_version_1(rows: list[dict]) -> list[dict]:
@@ -261,8 +299,18 @@ def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing
     q.engine.dispose()
 
     assert _state(db_url) == HEAD
-    # the runs table's "error" is "reason" from version 4 on (tests below: the statuses)
-    after = _rows(db_url, {**v1_tables, "widgetal_runs": schema.runs})
+    # Version 6 keeps an item's place in the queue (priority, run) in widgetal_ranks, and only
+    # while the item is queued: the queued items' places are compared there, the rest of every
+    # item row here. The runs table's "error" is "reason" from version 4 on (tests below).
+    queued = []
+    for row in before["widgetal_items"]:
+        place = (row["id"], row.pop("priority"), row.pop("ranked_by"), None, None)
+        if row["done_at"] is None:
+            queued.append(place)
+    assert [place[0] for place in queued] == [3, 4, 5, 6]
+    assert _ranks(db_url) == queued  # and no guess yet
+    items = _without(v1_tables["widgetal_items"], "priority", "ranked_by")
+    after = _rows(db_url, {**v1_tables, "widgetal_items": items, "widgetal_runs": schema.runs})
     assert [r["status"] for r in after["widgetal_runs"]] == ["trained"]
     after["widgetal_runs"] = _runs_as_version_1(after["widgetal_runs"])
     for rows in (before, after):  # the one row that must change
@@ -281,12 +329,10 @@ def test_a_version_1_database_with_labels_is_upgraded_in_place_and_loses_nothing
                 schema.items.c.needs_review,
                 schema.items.c.review_leased_by,
                 schema.items.c.review_lease_expires_at,
-                schema.items.c.guess_label,
-                schema.items.c.guess_proba,
             )
         ).all()
         provenance = conn.execute(sa.select(schema.labels.c.ranked_by, schema.labels.c.priority))
-        assert set(items) == {(None, None, 0, False, None, None, None, None)}
+        assert set(items) == {(None, None, 0, False, None, None)}
         skips = conn.execute(sa.select(schema.skips.c.id, schema.skips.c.undone_at)).all()
         assert [tuple(r) for r in skips] == [(1, None)]  # the version-1 skip still stands
         assert set(provenance) == {(None, None)}
@@ -357,7 +403,131 @@ def test_the_downgrade_to_version_4_drops_the_counts_and_their_triggers(db_url):
         command.downgrade(schema.alembic_config(conn), "0004")
     assert _dump_url(db_url) == v4_schema  # triggers (and PostgreSQL's function) included
     assert _state(db_url) == (4, "0004")
-    assert _rows(db_url) == v4_rows
+    assert _rows(db_url) == _done_items_unranked(v4_rows)
+
+
+# -- version 5 to 6: the queue's order in widgetal_ranks ------------------------------------------
+
+#: Items of a version-5 project in use: (state, priority, run, guess label, guess probability).
+V5_ITEMS = {
+    1: ("queued", 0.9, 2, "positive", 0.8),
+    2: ("queued", 0.3, 2, "negative", 0.6),
+    3: ("queued", 0.6, 1, None, None),  # ranked by a cold-start run: no guess
+    4: ("leased", 0.95, 2, "positive", 0.55),  # on bo's screen
+    5: ("done", 0.7, 2, "negative", 0.9),
+    6: ("review", 0.4, 2, "positive", 0.51),  # ana and bo disagree
+    7: ("queued", 0.0, None, None, None),  # imported after the last run
+    8: ("done", 0.2, 1, None, None),
+}
+
+
+def _build_v5(url: str) -> None:
+    """A version-5 database (migration 0005) holding items in every state, with the priorities,
+    runs and guesses the runs gave them, and the labels of the done and disputed ones."""
+    with Database(url).write() as conn:
+        command.upgrade(schema.alembic_config(conn), "0005")
+    lease_until = datetime.now(timezone.utc) + timedelta(hours=1)
+    with Database(url).write() as conn:
+        t = _all_tables(conn)
+        conn.execute(
+            t["widgetal_settings"].insert(),
+            # no audit pops: the queue serves by priority alone
+            [{"key": "labels", "value": LABELS}, {"key": "audit_share", "value": 0.0}],
+        )
+        conn.execute(
+            t["widgetal_runs"].insert(),
+            [{"started_at": T0 + timedelta(minutes=i), "finished_at": T0 + timedelta(minutes=i),
+              "status": "trained" if i == 2 else "cold-start"} for i in (1, 2)],
+        )
+        rows = []
+        for i, (state, priority, run, guess, proba) in V5_ITEMS.items():
+            done = state in ("done", "review")
+            rows.append({
+                "external_id": f"tweet-{i}", "text": f"text number {i}", "meta": None,
+                "created_at": T0, "priority": priority, "ranked_by": run,
+                "leased_by": "bo" if state == "leased" else None,
+                "lease_expires_at": lease_until if state == "leased" else None,
+                "served_priority": priority if state == "leased" else None,
+                "served_ranked_by": run if state == "leased" else None,
+                "done_at": T0 + timedelta(minutes=10 + i) if done else None,
+                "needs_review": state == "review",
+                "guess_label": guess, "guess_proba": proba, "audit_key": i / 10,
+            })
+        conn.execute(t["widgetal_items"].insert(), rows)
+        labels = [(5, "negative", "ana"), (6, "positive", "ana"), (6, "negative", "bo"),
+                  (8, "positive", "bo")]
+        conn.execute(
+            t["widgetal_labels"].insert(),
+            [{**_label(i, label, who, seconds=2.0), "priority": V5_ITEMS[i][1],
+              "ranked_by": V5_ITEMS[i][2]} for i, label, who in labels],
+        )
+        conn.execute(
+            t["widgetal_counters"].update().where(t["widgetal_counters"].c.name == "items"),
+            {"value": len(V5_ITEMS)},
+        )
+
+
+def test_a_version_5_queue_moves_to_the_ranks_in_the_same_order(db_url, tmp_path):
+    _build_v5(db_url)
+    assert _state(db_url) == (5, "0005")
+
+    q = Queue(db_url, lease_seconds=600)
+
+    assert _state(db_url) == HEAD
+    # every item still in the hand-out or awaiting a reviewer keeps its priority, run and
+    # guess; the done items have no place in the queue
+    assert _ranks(db_url) == [
+        (i, *place) for i, (state, *place) in V5_ITEMS.items() if state != "done"
+    ]
+    # the queue serves by the same priorities as before (item 4 is on bo's screen)
+    popped = [q.pop(f"labeller-{n}") for n in range(5)]
+    assert popped[-1] is None
+    assert [(p.item_id, p.priority, p.ranked_by) for p in popped[:-1]] == [
+        (1, 0.9, 2), (3, 0.6, 1), (2, 0.3, 2), (7, 0.0, None)
+    ]
+    assert (popped[0].guess_label, popped[0].guess_proba) == ("positive", 0.8)
+    assert q.pop("bo").item_id == 4  # bo's lease survived the upgrade
+    # labelling an item takes it out of the queue; undoing the label brings it back at the
+    # priority and run it was served at (its guess comes with the next run)
+    q.submit(1, "positive", "labeller-0")
+    assert 1 not in [row[0] for row in _ranks(db_url)]
+    back = q.undo("labeller-0")
+    assert (back.item_id, back.priority, back.ranked_by) == (1, 0.9, 2)
+    assert _ranks(db_url)[0] == (1, 0.9, 2, None, None)
+    # the disputed item still reaches a reviewer
+    q.add_person("rita", reviewer=True)
+    assert q.pop_review("rita").item_id == 6
+    q.engine.dispose()
+
+    assert _differences(db_url) == []
+    assert _dump_url(db_url) == _fresh_dump(db_url, tmp_path)
+
+
+def test_the_downgrade_to_version_5_puts_the_ranks_back_on_the_items(db_url):
+    _build_v5(db_url)
+    with Database(db_url).read() as conn:
+        tables = _all_tables(conn)
+    v5_schema, v5_rows = _dump_url(db_url), _rows(db_url, tables)
+    Queue(db_url).engine.dispose()
+    assert _state(db_url) == HEAD
+    with Database(db_url).write() as conn:
+        command.downgrade(schema.alembic_config(conn), "0005")
+    # the item table as version 5 made it, its columns in version 5's order, with its indexes
+    assert _dump_url(db_url) == v5_schema
+    assert _state(db_url) == (5, "0005")
+    # the queued, leased and disputed items get their priority, run and guess back
+    items = tables["widgetal_items"].c
+    with Database(db_url).read() as conn:
+        rows = conn.execute(
+            sa.select(items.id, items.priority, items.ranked_by, items.guess_label,
+                      items.guess_proba).order_by(items.id)
+        )
+        assert [tuple(row) for row in rows] == [
+            (i, *place) if state != "done" else (i, 0.0, None, None, None)
+            for i, (state, *place) in V5_ITEMS.items()
+        ]
+    # and every other value as version 5 left it
+    assert _rows(db_url, tables) == _done_items_unranked(v5_rows)
 
 
 # -- version 3 to 4: each run's outcome in a status column ---------------------------------------
@@ -501,7 +671,7 @@ def test_the_downgrade_returns_to_version_1(db_url):
         command.downgrade(schema.alembic_config(conn), "0001")
         schema.alembic_version.drop(conn)
     assert _dump_url(db_url) == v1_schema
-    assert _rows(db_url) == v1_rows
+    assert _rows(db_url) == _done_items_unranked(v1_rows)
     assert _state(db_url) == (1, None)
 
 
