@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from widgetal import Queue, sql
+from widgetal import Queue, schema, sql
 from widgetal.db import Database, normalise_url
 from widgetal.errors import DatabaseUnavailable
 
@@ -156,7 +156,7 @@ def test_a_sqlite_reorder_skips_the_wait_for_the_disk_and_the_next_label_does_no
 
     @sa.event.listens_for(queue.engine, "before_cursor_execute")
     def _settings(_conn, cursor, statement, *_):
-        kind = ("reorder" if statement.startswith("UPDATE widgetal_items NOT INDEXED")
+        kind = ("reorder" if statement.startswith("UPDATE widgetal_ranks NOT INDEXED")
                 else "label" if statement.startswith("INSERT INTO widgetal_labels") else None)
         if kind:
             raw = cursor.connection
@@ -169,21 +169,62 @@ def test_a_sqlite_reorder_skips_the_wait_for_the_disk_and_the_next_label_does_no
     assert seen == {"reorder": (1, 2), "label": (2, 0)}  # NORMAL with sorter threads; FULL
 
 
-def test_a_sqlite_reorder_finds_items_by_rowid_not_through_a_partial_index(sqlite_url):
-    # Walking a partial index would rewrite rows in priority order, scattered over the file.
+def test_a_small_sqlite_reorder_finds_ranks_by_key_not_through_the_order_index(sqlite_url):
+    # Walking the order index would move each rank in priority order, scattered over the file.
     queue = Queue(sqlite_url, labels=["a", "b"])
     queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
     with queue.db.write() as conn:
         conn.execute(sql.create_scores_table_sqlite)
-        conn.exec_driver_sql(sql.insert_scores_sqlite, [(i, 0.5, None, None) for i in range(5)])
+        conn.exec_driver_sql(sql.insert_scores_sqlite,
+                             [(i, 0.5, 1, None, None) for i in range(5)])
         conn.execute(sql.analyze_scores_table_sqlite)
-        plan = conn.execute(
-            sa.text(f"EXPLAIN QUERY PLAN {sql.apply_priorities_sqlite.text}"), {"ranked_by": 1}
-        ).all()
+        plan = conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql.apply_priorities_sqlite.text}")
+                            ).all()
     steps = " / ".join(row[-1] for row in plan)
     assert "USING INDEX" not in steps, steps
-    # a small reorder reads its few scores and looks each item up; it does not scan them all
-    assert "SEARCH widgetal_items USING INTEGER PRIMARY KEY" in steps, steps
+    # a small reorder reads its few scores and looks each rank up; it does not scan them all
+    assert "SEARCH widgetal_ranks USING INTEGER PRIMARY KEY" in steps, steps
+
+
+def test_a_large_reorder_writes_the_ranks_anew_and_keeps_every_other_rank(db_url):
+    """Past the threshold the ranks are written anew (SQLite: emptied and refilled; PostgreSQL:
+    a new table swapped in): items not scored keep their rank, done items get none, an item
+    awaiting a reviewer keeps its own, and the queue serves the new order."""
+    from widgetal import db as db_module
+
+    queue = Queue(db_url, labels=["a", "b"])
+    queue.configure(overlap=2)
+    queue.add_person("rita", reviewer=True)
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(40)]}))
+    queue.reorder([40], [5.0], ranked_by=None)  # the rank an unscored item keeps
+    for who in ("ana", "bo"):  # item 40 done by two; they disagree: it awaits a reviewer
+        item = queue.pop(who)
+        assert item.item_id == 40
+        queue.submit(40, "a" if who == "ana" else "b", who)
+    for who in ("ana", "bo"):  # item 1 done, agreed
+        item = queue.pop(who)
+        queue.submit(item.item_id, "a", who)
+    done = item.item_id
+    ids = [i for i in range(1, 41) if i != 39]  # 39 not scored; 40 and `done` are done
+    old = db_module._REBUILD_MIN
+    db_module._REBUILD_MIN = 10
+    try:
+        changed = queue.reorder(ids, [float(i) for i in ids], ranked_by=None,
+                                guesses=(["b"] * len(ids), [0.75] * len(ids)))
+    finally:
+        db_module._REBUILD_MIN = old
+    assert changed == 38 - 1  # 40 items, 39 not scored, 40 and `done` done
+    with queue.db.read() as conn:
+        ranks = {r.item_id: (r.priority, r.guess_label)
+                 for r in conn.execute(sa.select(schema.ranks))}
+    assert done not in ranks
+    assert ranks[40] == (5.0, None)  # awaiting review: its rank as it was
+    assert ranks[39] == (0.0, None)  # not scored: as it was
+    assert ranks[38] == (38.0, "b")
+    assert len(ranks) == 39
+    order = [queue.pop(f"p{k}").item_id for k in range(3)]
+    assert order == [38, 38, 37]  # overlap 2: two labellers get each item
+    assert queue.pop_review("rita").item_id == 40
 
 
 def test_a_url_that_is_not_a_url_is_named():

@@ -147,7 +147,7 @@ def test_a_run_publishes_its_models_guess_for_every_unlabelled_item(queue, tmp_p
     with queue.engine.connect() as conn:
         labelled_before = conn.exec_driver_sql(
             "SELECT id, priority, ranked_by, guess_label, guess_proba FROM widgetal_items "
-            "WHERE done_at IS NOT NULL ORDER BY id"
+            "LEFT JOIN widgetal_ranks ON item_id = id WHERE done_at IS NOT NULL ORDER BY id"
         ).all()
 
     run = Orchestrator(queue, models_dir=tmp_path / "m", cv_folds=3).run_once()
@@ -156,11 +156,11 @@ def test_a_run_publishes_its_models_guess_for_every_unlabelled_item(queue, tmp_p
     with queue.engine.connect() as conn:
         undone = conn.exec_driver_sql(
             "SELECT id, text, ranked_by, guess_label, guess_proba FROM widgetal_items "
-            "WHERE done_at IS NULL ORDER BY id"
+            "JOIN widgetal_ranks ON item_id = id WHERE done_at IS NULL ORDER BY id"
         ).all()
         labelled_after = conn.exec_driver_sql(
             "SELECT id, priority, ranked_by, guess_label, guess_proba FROM widgetal_items "
-            "WHERE done_at IS NOT NULL ORDER BY id"
+            "LEFT JOIN widgetal_ranks ON item_id = id WHERE done_at IS NOT NULL ORDER BY id"
         ).all()
     assert len(undone) == 80 and {r.ranked_by for r in undone} == {run.run_id}
     model = load_latest(tmp_path / "m")
@@ -452,10 +452,9 @@ _CHILD = textwrap.dedent(
 
     @sa.event.listens_for(q.engine, "after_cursor_execute")
     def hold(conn, cursor, statement, params, context, executemany):
-        # The reorder's UPDATE has run inside its open transaction: announce it and wait
-        # there to be killed.
-        words = statement.upper().split()
-        if words[:2] == ["UPDATE", "WIDGETAL_ITEMS"] and "PRIORITY" in words[2:6]:
+        # The reorder has written ranks inside its open transaction (in place, anew, or into
+        # PostgreSQL's next table): announce it and wait there to be killed.
+        if statement.startswith(("UPDATE widgetal_ranks", "INSERT INTO widgetal_ranks")):
             print("MID-REORDER", flush=True)
             time.sleep(600)
 

@@ -18,7 +18,7 @@ from widgetal import Queue, orchestrator, pool, stopping
 from widgetal.cli import app
 from widgetal.errors import InvalidInput
 from widgetal.orchestrator import Orchestrator
-from widgetal.schema import items
+from widgetal.schema import items, ranks
 from widgetal.simulate import simulate
 
 POSITIVE = "good great lovely happy love wonderful fun nice".split()
@@ -49,8 +49,9 @@ def labelled_queue(url: str, n: int = 500, n_labels: int = 60) -> Queue:
 
 def undone_state(q: Queue) -> pd.DataFrame:
     """Every undone item's key, priority, run and guess, straight from the table."""
-    query = (sa.select(items.c.id, items.c.audit_key, items.c.priority, items.c.ranked_by,
-                       items.c.guess_label, items.c.guess_proba)
+    query = (sa.select(items.c.id, items.c.audit_key, ranks.c.priority, ranks.c.ranked_by,
+                       ranks.c.guess_label, ranks.c.guess_proba)
+             .join_from(items, ranks, ranks.c.item_id == items.c.id)
              .where(items.c.done_at.is_(None)).order_by(items.c.id))
     with q.engine.connect() as conn:
         return pd.DataFrame(conn.execute(query).all(),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from widgetal import Queue
+from widgetal import Queue, schema
 from widgetal.errors import (
     DatabaseUnavailable,
     ItemAlreadyLabelled,
@@ -320,18 +320,22 @@ def test_a_bulk_import_refreshes_postgresql_planner_statistics(postgres_url):
     q = Queue(postgres_url, labels=LABELS)
     q.add(_texts(2_000))
     with q.engine.connect() as conn:
-        estimate = conn.exec_driver_sql(
-            "SELECT reltuples FROM pg_class WHERE oid = 'widgetal_items'::regclass"
-        ).scalar()
+        estimates = [
+            conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{table}'::regclass"
+            ).scalar()
+            for table in ("widgetal_items", "widgetal_ranks")
+        ]
         plan = "\n".join(
             r[0]
             for r in conn.exec_driver_sql(
-                "EXPLAIN SELECT id FROM widgetal_items WHERE done_at IS NULL "
-                "ORDER BY priority DESC, id LIMIT 1"
+                "EXPLAIN SELECT i.id FROM widgetal_ranks AS r "
+                "JOIN widgetal_items AS i ON i.id = r.item_id WHERE i.done_at IS NULL "
+                "ORDER BY r.priority DESC, r.item_id LIMIT 1"
             )
         )
-    assert estimate == 2_000  # without ANALYZE the planner would still think it empty
-    assert "widgetal_items_queue_order" in plan  # pops walk the index, not the table
+    assert estimates == [2_000, 2_000]  # without ANALYZE the planner would think them empty
+    assert "widgetal_ranks_order" in plan  # pops walk the index, not the table
 
 
 # -- concurrency ------------------------------------------------------------------------------
@@ -401,6 +405,50 @@ def test_pops_during_a_reorder_neither_fail_nor_duplicate(db_url):
     assert q.progress().done == len(seen)
 
 
+def test_items_added_labelled_or_reopened_during_reorders_keep_their_place_in_the_queue(db_url):
+    """Whatever happens while the ranks are written anew (on PostgreSQL, in a new table while
+    labellers use the old one), afterwards exactly the items not done are in the queue: new
+    texts and reopened ones are handed out, labelled ones are not."""
+    q = Queue(db_url, labels=LABELS)
+    n = 25_000  # large enough to take the rewrite path
+    q.add(_texts(n))
+    rng = np.random.default_rng(1)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def others() -> None:
+        local = Queue(db_url)
+        k = 0
+        try:
+            while not stop.is_set():
+                k += 1
+                local.add([f"added during a reorder {k}"])
+                item = local.pop("ana")
+                local.submit(item.item_id, "negative", "ana")
+                if k % 2:  # every other label taken back: its item is reopened (and held)
+                    local.undo("ana")
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=others)
+    worker.start()
+    for _ in range(3):
+        ids = np.arange(1, n + 1)
+        q.reorder(ids, rng.random(n))
+    stop.set()
+    worker.join(timeout=120)
+    assert not errors, errors
+    with q.db.read() as conn:
+        undone = {r.id for r in conn.execute(
+            sa.select(schema.items.c.id).where(schema.items.c.done_at.is_(None)))}
+        ranked = {r.item_id for r in conn.execute(sa.select(schema.ranks.c.item_id))}
+    assert ranked == undone
+    added = sorted(i for i in undone if i > n)
+    assert added  # texts added during the reorders were queued, and come out of it
+    q.reorder(added, [1e6 + k for k in range(len(added))])
+    assert q.pop("bo").item_id == added[-1]
+
+
 def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
     queue.add(_texts(2_000))
     statements = []
@@ -418,7 +466,8 @@ def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
 
 
 def test_a_reorder_of_most_of_the_queue_leaves_its_indexes_as_they_were(queue):
-    # Large enough that SQLite rebuilds the priority indexes instead of moving each entry.
+    # Large enough that the ranks are written anew (SQLite: the order index dropped and built
+    # again; PostgreSQL: a new table, its key and index renamed as they were, swapped in).
     n = 25_000
     queue.add(_texts(n))
     indexes = _indexes(queue)
@@ -441,11 +490,17 @@ def test_a_reorder_of_most_of_the_queue_leaves_its_indexes_as_they_were(queue):
 
 
 def _indexes(queue) -> list[tuple]:
-    """The items table's indexes: name, columns, order, uniqueness and WHERE clause."""
-    return sorted(
+    """The items' and ranks' indexes (name, columns, order, uniqueness and WHERE clause) and
+    the ranks' key and columns."""
+    inspector = sa.inspect(queue.engine)
+    ranks = inspector.get_pk_constraint("widgetal_ranks")
+    columns = [(c["name"], str(c["type"]), c["nullable"], c["default"])
+               for c in inspector.get_columns("widgetal_ranks")]
+    return [ranks["name"], ranks["constrained_columns"], columns] + sorted(
         (ix["name"], tuple(ix["column_names"]), str(ix.get("column_sorting")), ix["unique"],
          sorted((k, str(v)) for k, v in ix.get("dialect_options", {}).items()))
-        for ix in sa.inspect(queue.engine).get_indexes("widgetal_items")
+        for table in ("widgetal_items", "widgetal_ranks")
+        for ix in inspector.get_indexes(table)
     )
 
 

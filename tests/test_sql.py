@@ -32,7 +32,7 @@ def test_every_shared_statement_compiles_for_both_databases(name, dialect):
 
 def test_hand_out_skips_locked_rows_on_postgresql_only():
     pg = _compile("lease_next_item", "postgresql")
-    assert "FOR UPDATE SKIP LOCKED" in pg
+    assert "FOR UPDATE OF widgetal_items SKIP LOCKED" in pg  # the item's row, not its rank
     assert re.search(r"UPDATE widgetal_items SET .* WHERE widgetal_items.id = \(SELECT", pg, re.S)
     assert "RETURNING" in pg
     lite = _compile("lease_next_item", "sqlite")
@@ -41,14 +41,14 @@ def test_hand_out_skips_locked_rows_on_postgresql_only():
 
 def test_hand_out_orders_by_priority_then_id_and_ignores_done_and_leased_items():
     pg = _compile("lease_next_item", "postgresql")
-    assert "ORDER BY widgetal_items.priority DESC, widgetal_items.id" in pg
+    assert "ORDER BY widgetal_ranks.priority DESC, widgetal_ranks.item_id" in pg
     assert "done_at IS NULL" in pg and "lease_expires_at >" in pg
     assert "widgetal_skips" in pg and "LIMIT" in pg
 
 
 def test_the_waiting_fallback_locks_without_skipping():
     pg = _compile("lease_next_item_waiting", "postgresql")
-    assert "FOR UPDATE" in pg and "SKIP LOCKED" not in pg
+    assert "FOR UPDATE OF widgetal_items" in pg and "SKIP LOCKED" not in pg
 
 
 def test_first_label_wins_because_done_is_checked_in_the_update():
@@ -57,11 +57,16 @@ def test_first_label_wins_because_done_is_checked_in_the_update():
 
 
 def test_reorder_statements_join_a_set_and_spare_done_items():
-    for name in ("apply_priorities_sqlite", "apply_priorities_postgresql"):
-        text = str(STATEMENTS[name])
-        assert "FROM" in text and "done_at IS NULL" in text
+    for name in ("apply_priorities_sqlite", "drop_done_scores_sqlite",
+                 "apply_priorities_postgresql", "write_next_ranks_postgresql"):
+        text = re.sub(r"\s+", " ", str(STATEMENTS[name]))
+        done = r"done_at( FROM widgetal_items WHERE id = s.item_id\))? IS NULL"
+        assert "FROM" in text and re.search(done, text), name
         assert "lease" not in text  # leases stay as they are
     assert "unnest" in str(sql.apply_priorities_postgresql)
+    # a rewrite keeps every rank it was not given
+    assert "ON CONFLICT (item_id) DO NOTHING" in str(sql.keep_unscored_ranks_sqlite)
+    assert "NOT EXISTS" in str(sql.keep_unscored_ranks_postgresql)
 
 
 def test_only_bind_parameters_carry_values():

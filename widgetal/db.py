@@ -2,8 +2,9 @@
 
 Everything dialect-specific about *connecting* lives here (SQLite pragmas, BEGIN IMMEDIATE,
 psycopg 3), and so does the one write whose mechanics differ by dialect: a reorder of many
-items (SQLite: a temporary table, a larger page cache, and a rebuild of the priority indexes
-for a large one; PostgreSQL: arrays unnested into a join).
+items (SQLite: a temporary table, a larger page cache, and for a large one the ranks written
+anew; PostgreSQL: arrays unnested into a join, and for a large one a new ranks table swapped
+in).
 The statements themselves live in ``sql.py``. The pragmas and BEGIN below are connection
 settings, not queries, which is why they are written here.
 """
@@ -11,6 +12,7 @@ settings, not queries, which is why they are written here.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import select
@@ -27,9 +29,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather
 _CONNECT_TIMEOUT_S = 10
 _CHUNK = 10_000  # rows per statement of a bulk insert on PostgreSQL
 _ANALYZE_AFTER = 1_000  # rows added in one import that make fresh planner statistics worth it
-# A SQLite reorder of at least this many items, and this share of all items, rebuilds the
-# items' indexes instead of moving each entry (see sql.drop_item_indexes); a small reorder
-# keeps them.
+# A reorder of at least this many items, and this share of all items, writes the ranks anew
+# (see sql, "reorder"); a smaller one updates them in place.
 _REBUILD_MIN = 20_000
 _REBUILD_SHARE = 0.1
 # SQLite's page cache for a reorder (KiB; the default is 2 MiB): a large one rewrites more pages
@@ -192,7 +193,8 @@ class Database:
         scan the whole table. (SQLite plans these statements well without.)"""
         if self.dialect == "postgresql" and added >= _ANALYZE_AFTER:
             with self.write() as conn:
-                conn.execute(sql.analyze_items_postgresql)
+                for statement in sql.analyze_items_postgresql:
+                    conn.execute(statement)
 
     def write_priorities(self, ids: list[int], scores: list[float], ranked_by: int | None,
                          guess_labels: list[str] | None, guess_probas: list[float] | None) -> int:
@@ -206,38 +208,38 @@ class Database:
             return self._priorities_postgresql(ids, scores, ranked_by, guess_labels,
                                                guess_probas)
 
+    def _rewrite(self, conn: sa.Connection, n: int) -> bool:
+        """Whether a reorder of ``n`` items writes the ranks anew rather than in place."""
+        return n >= _REBUILD_MIN and n >= _REBUILD_SHARE * (
+            conn.execute(sql.read_item_count).scalar() or 0)
+
     def _priorities_sqlite(self, ids, scores, ranked_by, guess_labels, guess_probas) -> int:
         n = len(ids)
-        guess_labels = guess_labels if guess_labels is not None else [None] * n
-        guess_probas = guess_probas if guess_probas is not None else [None] * n
+        guess_labels = guess_labels if guess_labels is not None else itertools.repeat(None)
+        guess_probas = guess_probas if guess_probas is not None else itertools.repeat(None)
+        rows = list(zip(ids, scores, itertools.repeat(ranked_by), guess_labels, guess_probas))
         with self.engine.connect() as conn, _sqlite_reorder_pragmas(conn):
             # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
             with conn.execution_options(widgetal_begin="DEFERRED").begin():
                 conn.execute(sql.create_scores_table_sqlite)
                 conn.execute(sql.clear_scores_table_sqlite)
                 for start in range(0, n, 100_000):
-                    end = start + 100_000
-                    conn.exec_driver_sql(
-                        sql.insert_scores_sqlite,
-                        list(zip(ids[start:end], scores[start:end], guess_labels[start:end],
-                                 guess_probas[start:end])),
-                    )
+                    conn.exec_driver_sql(sql.insert_scores_sqlite, rows[start:start + 100_000])
                 conn.execute(sql.analyze_scores_table_sqlite)
+            del rows
             # Not durable: a reorder lost to a power cut is redone by the next cycle, and the
             # next label's commit syncs the log, reorder included.
             with conn.execution_options(widgetal_begin="IMMEDIATE",
                                         widgetal_durable=False).begin():
-                rebuild = n >= _REBUILD_MIN and n >= _REBUILD_SHARE * (
-                    conn.execute(sql.read_item_count).scalar() or 0)
-                if rebuild:
-                    for statement in sql.drop_item_indexes:
-                        conn.execute(statement)
-                changed = conn.execute(
-                    sql.apply_priorities_sqlite, {"ranked_by": ranked_by}
-                ).rowcount
-                if rebuild:
-                    for statement in sql.create_item_indexes:
-                        conn.execute(statement)
+                if not self._rewrite(conn, n):
+                    changed = conn.execute(sql.apply_priorities_sqlite).rowcount
+                else:
+                    changed = n - conn.execute(sql.drop_done_scores_sqlite).rowcount
+                    conn.execute(sql.keep_unscored_ranks_sqlite)
+                    conn.execute(sql.drop_rank_order)
+                    conn.execute(sql.clear_ranks_sqlite)
+                    conn.execute(sql.write_ranks_sqlite)
+                    conn.execute(sql.create_rank_order)
                 conn.execute(sql.clear_scores_table_sqlite)
         return changed
 
@@ -247,22 +249,33 @@ class Database:
             names = sorted(set(guess_labels))
             place = {name: i for i, name in enumerate(names, start=1)}
             places = [place[label] for label in guess_labels]
-        changed = 0
+        chunks = [
+            {
+                "ranked_by": ranked_by,
+                "item_ids": array_literal(ids[start:start + _REORDER_CHUNK]),
+                "scores": array_literal(scores[start:start + _REORDER_CHUNK]),
+                "guess_names": names,
+                "guesses": None if places is None
+                else array_literal(places[start:start + _REORDER_CHUNK]),
+                "guess_probas": None if guess_probas is None
+                else array_literal(guess_probas[start:start + _REORDER_CHUNK]),
+            }
+            for start in range(0, len(ids), _REORDER_CHUNK)
+        ]
         with self.write() as conn:
-            for start in range(0, len(ids), _REORDER_CHUNK):
-                end = start + _REORDER_CHUNK
-                changed += conn.execute(
-                    sql.apply_priorities_postgresql,
-                    {
-                        "ranked_by": ranked_by,
-                        "item_ids": array_literal(ids[start:end]),
-                        "scores": array_literal(scores[start:end]),
-                        "guess_names": names,
-                        "guesses": None if places is None else array_literal(places[start:end]),
-                        "guess_probas": None if guess_probas is None
-                        else array_literal(guess_probas[start:end]),
-                    },
-                ).rowcount
+            if not self._rewrite(conn, len(ids)):
+                return sum(conn.execute(sql.apply_priorities_postgresql, chunk).rowcount
+                           for chunk in chunks)
+            conn.execute(sql.create_next_ranks_postgresql)
+            changed = sum(conn.execute(sql.write_next_ranks_postgresql, chunk).rowcount
+                          for chunk in chunks)
+            conn.execute(sql.key_next_ranks_postgresql)
+            conn.execute(sql.order_next_ranks_postgresql)
+            conn.execute(sql.lock_ranks_postgresql)
+            conn.execute(sql.keep_unscored_ranks_postgresql)
+            conn.execute(sql.drop_done_ranks_postgresql)
+            for statement in sql.swap_ranks_postgresql:
+                conn.execute(statement)
         return changed
 
     @contextlib.contextmanager

@@ -675,6 +675,8 @@ class Queue:
             )
         if not np.all(np.isfinite(vals)):
             raise ValueError("scores must be finite numbers (no NaN or infinity).")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("item_ids must be distinct: each item gets one score.")
         labels, probas = self._check_guesses(guesses, len(ids))
         return self.db.write_priorities(ids.tolist(), vals.tolist(), ranked_by, labels, probas)
 

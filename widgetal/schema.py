@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
 #: upgrades the previous version in place.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -52,7 +52,8 @@ settings = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
 )
 
-#: One row per text, with its queue state beside it so that a pop is one UPDATE on one table.
+#: One row per text, with the state of its hand-out beside it so that a pop is one UPDATE of
+#: one row. Its place in the queue lives in ``ranks``, which a reorder rewrites.
 items = sa.Table(
     "widgetal_items",
     metadata,
@@ -61,9 +62,7 @@ items = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("meta", sa.JSON, nullable=True),
     sa.Column("created_at", _UTC, nullable=False),
-    # queue state
-    sa.Column("priority", sa.Float, nullable=False, server_default="0"),
-    sa.Column("ranked_by", sa.Integer, nullable=True),  # runs.id of the run that set priority
+    # hand-out state
     sa.Column("leased_by", sa.String, nullable=True),
     sa.Column("lease_expires_at", _UTC, nullable=True),
     sa.Column("done_at", _UTC, nullable=True),
@@ -76,24 +75,12 @@ items = sa.Table(
     sa.Column("needs_review", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("review_leased_by", sa.String, nullable=True),
     sa.Column("review_lease_expires_at", _UTC, nullable=True),
-    # the guess of the run in ranked_by (the label its model finds likeliest, and that
-    # probability): the app shows it without loading a model; NULL until a model has ranked it
-    sa.Column("guess_label", sa.String, nullable=True),
-    sa.Column("guess_proba", sa.Float, nullable=True),
     # the audit sample (see widgetal/audit.py): a uniform random key fixed at import (items
     # with audit_key < the project's audit_share form the audit reserve, served in key order
     # and never by priority), and whether the item was handed out as an audit item, which
     # keeps its labels out of training for good
     sa.Column("audit_key", sa.Float, nullable=True, default=random.random),
     sa.Column("audit", sa.Boolean, nullable=False, server_default=sa.false()),
-)
-# The hand-out walks this index from the top: only undone items, best first.
-sa.Index(
-    "widgetal_items_queue_order",
-    items.c.priority.desc(),
-    items.c.id,
-    sqlite_where=items.c.done_at.is_(None),
-    postgresql_where=items.c.done_at.is_(None),
 )
 # An audit pop walks this index from the smallest key: only undone items.
 sa.Index(
@@ -140,14 +127,75 @@ sa.Index(
     sqlite_where=labels.c.undone_at.is_(None),
     postgresql_where=labels.c.undone_at.is_(None),
 )
-# The review hand-out walks only items awaiting a reviewer.
+# The review hand-out reads only items awaiting a reviewer (few: it sorts them by their rank).
 sa.Index(
-    "widgetal_items_review_order",
-    items.c.priority.desc(),
+    "widgetal_items_awaiting_review",
     items.c.id,
     sqlite_where=items.c.needs_review,
     postgresql_where=items.c.needs_review,
 )
+
+#: The queue's order: a row per item still in the hand-out (not done) or awaiting a reviewer,
+#: with its priority (higher is served sooner), the run that set it (runs.id) and that run's
+#: guess (the label its model finds likeliest, and that probability: the app shows it without
+#: loading a model; NULL until a model has ranked the item). Apart from the wide item rows so
+#: that a reorder of every item rewrites a narrow table in one pass (schema version 6): on
+#: PostgreSQL it builds a new table and swaps it in. No foreign key for the same reason; the
+#: triggers below keep a row exactly while the item is in the hand-out or under review.
+ranks = sa.Table(
+    "widgetal_ranks",
+    metadata,
+    sa.Column("item_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("priority", sa.Float, nullable=False, server_default="0"),
+    sa.Column("ranked_by", sa.Integer, nullable=True),
+    sa.Column("guess_label", sa.String, nullable=True),
+    sa.Column("guess_proba", sa.Float, nullable=True),
+)
+# The hand-out walks this index from the top, best first.
+sa.Index("widgetal_ranks_order", ranks.c.priority.desc(), ranks.c.item_id)
+
+# The triggers that keep ranks (schema version 6; migration 0006 creates the same). A new item
+# not done gets priority 0; an item leaves the queue when it is done and not awaiting a
+# reviewer; an item reopened (its label undone) comes back at the priority and run its latest
+# label records (what it was served at), without a guess until the next cycle.
+RANK_DDL = {
+    "sqlite": [
+        "CREATE TRIGGER widgetal_items_ranked AFTER INSERT ON widgetal_items "
+        "WHEN NEW.done_at IS NULL BEGIN "
+        "INSERT INTO widgetal_ranks (item_id, priority) VALUES (NEW.id, 0); END",
+        "CREATE TRIGGER widgetal_items_unranked AFTER UPDATE OF done_at, needs_review "
+        "ON widgetal_items WHEN NEW.done_at IS NOT NULL AND NOT NEW.needs_review BEGIN "
+        "DELETE FROM widgetal_ranks WHERE item_id = NEW.id; END",
+        "CREATE TRIGGER widgetal_items_reranked AFTER UPDATE OF done_at ON widgetal_items "
+        "WHEN OLD.done_at IS NOT NULL AND NEW.done_at IS NULL BEGIN "
+        "INSERT INTO widgetal_ranks (item_id, priority, ranked_by) VALUES (NEW.id, "
+        "coalesce((SELECT priority FROM widgetal_labels WHERE item_id = NEW.id "
+        "ORDER BY id DESC LIMIT 1), 0), "
+        "(SELECT ranked_by FROM widgetal_labels WHERE item_id = NEW.id "
+        "ORDER BY id DESC LIMIT 1)) "
+        "ON CONFLICT (item_id) DO NOTHING; END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION widgetal_rank_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.done_at IS NOT NULL AND NOT NEW.needs_review THEN "
+        "DELETE FROM widgetal_ranks WHERE item_id = NEW.id; "
+        "ELSIF NEW.done_at IS NULL AND OLD.done_at IS NOT NULL THEN "
+        "INSERT INTO widgetal_ranks (item_id, priority, ranked_by) "
+        "SELECT NEW.id, coalesce(l.priority, 0), l.ranked_by FROM (SELECT 1) AS one "
+        "LEFT JOIN LATERAL (SELECT priority, ranked_by FROM widgetal_labels "
+        "WHERE item_id = NEW.id ORDER BY id DESC LIMIT 1) AS l ON true "
+        "ON CONFLICT (item_id) DO NOTHING; "
+        "END IF; RETURN NULL; END $$",
+        "CREATE TRIGGER widgetal_items_unranked AFTER UPDATE OF done_at, needs_review "
+        "ON widgetal_items FOR EACH ROW EXECUTE FUNCTION widgetal_rank_item()",
+        # one statement for a whole import: a row trigger per item would slow a large one
+        "CREATE FUNCTION widgetal_rank_items() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO widgetal_ranks (item_id, priority) "
+        "SELECT id, 0 FROM added WHERE done_at IS NULL; RETURN NULL; END $$",
+        "CREATE TRIGGER widgetal_items_ranked AFTER INSERT ON widgetal_items "
+        "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION widgetal_rank_items()",
+    ],
+}
 
 #: Overlap K > 1: one row per live (or expired, not yet reused) lease of an item by a labeller.
 #: With K = 1 the lease lives on the item row, so today's single-statement pop stays as it is.
@@ -298,9 +346,11 @@ LABEL_COUNT_DDL = {
         "ON widgetal_labels FOR EACH ROW EXECUTE FUNCTION widgetal_count_label()",
     ],
 }
-for _dialect, _statements in LABEL_COUNT_DDL.items():
-    for _statement in _statements:  # once every table exists
-        sa.event.listen(metadata, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect))
+for _ddl in (LABEL_COUNT_DDL, RANK_DDL):
+    for _dialect, _statements in _ddl.items():
+        for _statement in _statements:  # once every table exists
+            sa.event.listen(metadata, "after_create",
+                            sa.DDL(_statement).execute_if(dialect=_dialect))
 
 #: Each text embedded once per featurizer; a cycle embeds only what is missing here.
 features = sa.Table(
@@ -322,7 +372,7 @@ alembic_version = sa.Table(
 )
 
 #: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
-_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005"}
+_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005", 6: "0006"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.

@@ -17,6 +17,7 @@ from .schema import (
     labellers,
     labels,
     leases,
+    ranks,
     reviews,
     runs,
     settings,
@@ -24,6 +25,7 @@ from .schema import (
 )
 
 _i = items.c
+_r = ranks.c
 _now = sa.bindparam("now")
 _labeller = sa.bindparam("labeller")
 # Row limits are written into the statement, not bound: PostgreSQL plans each statement once
@@ -75,24 +77,45 @@ insert_items_postgresql = sa.text(
 # PostgreSQL: refresh the planner's statistics after a bulk import. Without them a table that
 # was empty when last analysed gets sequential scans for every pop until autovacuum catches up
 # (measured: 18 ms instead of 2 ms per pop + submit at 300,000 items).
-analyze_items_postgresql = sa.text("ANALYZE widgetal_items")
+analyze_items_postgresql = [sa.text("ANALYZE widgetal_items"), sa.text("ANALYZE widgetal_ranks")]
 
-# What a labeller is handed with a text: its place in the queue and the published guess.
-_item_columns = (_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by,
-                 _i.guess_label, _i.guess_proba, _i.audit)
+
+def _rank_of(column: sa.Column) -> sa.ScalarSelect:
+    # one probe of the ranks' primary key for the item of the row at hand
+    return sa.select(column).where(_r.item_id == _i.id).scalar_subquery()
+
+
+# What a labeller is handed with a text: its place in the queue and the published guess (an
+# item out of the queue has no rank: priority 0, no run, no guess).
+_item_columns = (
+    _i.id, _i.external_id, _i.text, _i.meta,
+    sa.func.coalesce(_rank_of(_r.priority), 0.0).label("priority"),
+    _rank_of(_r.ranked_by).label("ranked_by"),
+    _rank_of(_r.guess_label).label("guess_label"),
+    _rank_of(_r.guess_proba).label("guess_proba"),
+    _i.audit,
+)
 
 # The texts of some items (the widget shows one; the orchestrator featurizes many).
 read_items = sa.select(*_item_columns).where(_i.id.in_(sa.bindparam("item_ids", expanding=True)))
 
+# The items in the queue, best first; outer, so an item not done always counts (a rank row it
+# lacks for a moment, e.g. reopened during a reorder, reads as priority 0).
+_ranked_items = items.outerjoin(ranks, _r.item_id == _i.id)
+
 # Every item not yet done, in queue order: what the orchestrator scores.
 read_undone_items = (
-    sa.select(_i.id, _i.text).where(_i.done_at.is_(None)).order_by(_i.priority.desc(), _i.id)
+    sa.select(_i.id, _i.text)
+    .select_from(_ranked_items)
+    .where(_i.done_at.is_(None))
+    .order_by(sa.func.coalesce(_r.priority, 0.0).desc(), _i.id)
 )
 
 # The same in batches by id (keyset: id > :after), with each item's priority: a boost scans
 # millions of texts for matches without holding them all at once.
 read_undone_batch = (
-    sa.select(_i.id, _i.text, _i.priority)
+    sa.select(_i.id, _i.text, sa.func.coalesce(_r.priority, 0.0).label("priority"))
+    .select_from(_ranked_items)
     .where(_i.done_at.is_(None), _i.id > sa.bindparam("after"))
     .order_by(_i.id)
     .limit(_LIMIT)
@@ -145,26 +168,33 @@ _in_audit_reserve = _i.audit_key < _audit_share
 _outside_audit_reserve = sa.func.coalesce(_i.audit_key, 1.0) >= _audit_share
 
 
+# The priority order walks the ranks' order index from the top and looks each item up by its
+# key; the audit order walks the items' audit-order index.
+_in_rank_order = ranks.join(items, _i.id == _r.item_id)
+
+
 def _queue_order(audit: bool) -> tuple:
     if audit:
-        return _in_audit_reserve, (_i.audit_key, _i.id)
-    return _outside_audit_reserve, (_i.priority.desc(), _i.id)
+        return items, _in_audit_reserve, (_i.audit_key, _i.id)
+    return _in_rank_order, _outside_audit_reserve, (_r.priority.desc(), _r.item_id)
 
 
 # The top of the priority queue (outside the audit reserve), which a bounded cycle always
-# re-scores with the new model; the queue-order index serves it.
+# re-scores with the new model; the ranks' order index serves it.
 read_queue_top = (
     sa.select(_i.id, _i.text)
+    .select_from(_in_rank_order)
     .where(_i.done_at.is_(None), _outside_audit_reserve)
-    .order_by(_i.priority.desc(), _i.id)
+    .order_by(_r.priority.desc(), _r.item_id)
     .limit(_LIMIT)
 )
 
 
 def _next_free_item(skip_locked: bool, audit: bool = False) -> sa.Select:
-    reserve, order = _queue_order(audit)
+    source, reserve, order = _queue_order(audit)
     return (
         sa.select(_i.id)
+        .select_from(source)
         .where(
             _i.done_at.is_(None), ~_live_lease, _not_skipped_by_labeller, reserve,
             # only an item a reviewer sent back can hold this labeller's label: the OR keeps
@@ -174,7 +204,7 @@ def _next_free_item(skip_locked: bool, audit: bool = False) -> sa.Select:
         )
         .order_by(*order)
         .limit(_ONE)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update(skip_locked=skip_locked, of=items)
     )
 
 
@@ -185,7 +215,8 @@ def _lease(subquery: sa.Select, audit: bool = False) -> sa.Update:
         items.update()
         .where(_i.id == subquery.scalar_subquery())
         .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
-                served_priority=_i.priority, served_ranked_by=_i.ranked_by, **marks)
+                served_priority=_rank_of(_r.priority), served_ranked_by=_rank_of(_r.ranked_by),
+                **marks)
         .returning(*_item_columns)
     )
 
@@ -286,7 +317,7 @@ lease_item = (
     .where(_i.id == sa.bindparam("item_id"),
            sa.or_(~_live_lease, _i.leased_by == _labeller))
     .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"),
-            served_priority=_i.priority, served_ranked_by=_i.ranked_by)
+            served_priority=_rank_of(_r.priority), served_ranked_by=_rank_of(_r.ranked_by))
 )
 
 # -- labels -----------------------------------------------------------------------------------
@@ -369,9 +400,10 @@ _others_live_leases = (
 
 
 def _next_open_slot(skip_locked: bool, audit: bool = False) -> sa.Select:
-    reserve, order = _queue_order(audit)
+    source, reserve, order = _queue_order(audit)
     return (
         sa.select(_i.id)
+        .select_from(source)
         .where(
             _i.done_at.is_(None),
             reserve,
@@ -381,7 +413,7 @@ def _next_open_slot(skip_locked: bool, audit: bool = False) -> sa.Select:
         )
         .order_by(*order)
         .limit(_ONE)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update(skip_locked=skip_locked, of=items)
     )
 
 
@@ -402,9 +434,9 @@ delete_lease = leases.delete().where(
 )
 insert_lease = leases.insert().values(
     item_id=sa.bindparam("item_id"), labeller=_labeller, expires_at=sa.bindparam("expires_at"),
-    served_priority=sa.select(_i.priority).where(_i.id == sa.bindparam("item_id"))
+    served_priority=sa.select(_r.priority).where(_r.item_id == sa.bindparam("item_id"))
     .scalar_subquery(),
-    served_ranked_by=sa.select(_i.ranked_by).where(_i.id == sa.bindparam("item_id"))
+    served_ranked_by=sa.select(_r.ranked_by).where(_r.item_id == sa.bindparam("item_id"))
     .scalar_subquery(),
 )
 
@@ -430,19 +462,27 @@ find_own_review = (
 )
 
 
+_review_columns = (_i.id, _i.external_id, _i.text, _i.meta,
+                   sa.func.coalesce(_rank_of(_r.priority), 0.0).label("priority"),
+                   _rank_of(_r.ranked_by).label("ranked_by"))
+
+
 def _review_lease(skip_locked: bool) -> sa.Update:
+    # best first by the rank the item kept (an item sent back to review after its decision
+    # was undone has none: it comes last)
     pick = (
         sa.select(_i.id)
+        .select_from(_ranked_items)
         .where(_i.needs_review, ~_live_review_lease)
-        .order_by(_i.priority.desc(), _i.id)
+        .order_by(_r.priority.desc().nulls_last(), _i.id)
         .limit(_ONE)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update(skip_locked=skip_locked, of=items)
     )
     return (
         items.update()
         .where(_i.id == pick.scalar_subquery())
         .values(review_leased_by=_labeller, review_lease_expires_at=sa.bindparam("expires_at"))
-        .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+        .returning(*_review_columns)
     )
 
 
@@ -456,7 +496,7 @@ renew_review_lease = (
     .where(_i.id == sa.bindparam("item_id"))
     .values(review_leased_by=_labeller, review_lease_expires_at=sa.bindparam("expires_at"),
             needs_review=True)
-    .returning(_i.id, _i.external_id, _i.text, _i.meta, _i.priority, _i.ranked_by)
+    .returning(*_review_columns)
 )
 
 # A decision closes the review: the item leaves the review queue.
@@ -678,61 +718,123 @@ read_progress = sa.union_all(
 count_label_events = sa.select(sa.func.count()).select_from(labels)
 
 # -- reorder ----------------------------------------------------------------------------------
-# Set-based: scores (and the run's guesses) go into a temporary table in bulk, then one UPDATE
-# joins it. Only items not done change; leases are left as they are. A reorder without guesses
-# clears the old ones: a guess is always the run's in ranked_by, never an older model's.
+# Set-based, on the narrow ranks table: only items not done change (an item awaiting a reviewer
+# keeps its rank); leases are left as they are. A reorder without guesses clears the old ones: a
+# guess is always the run's in ranked_by, never an older model's. A reorder of much of the
+# queue writes the table anew in one pass (rows appended in key order, then one sorted index
+# build) instead of moving a million index entries one at a time; a small one updates rows in
+# place.
 
 # SQLite: a temp table lives in the connection's own temp database, so filling it does not
 # hold the main database's write lock. (Named for this shape: a pooled connection may still
-# hold the scores-only table of an older widgetal.)
+# hold a table of an older widgetal's shape under the old name.)
 create_scores_table_sqlite = sa.text(
-    "CREATE TEMP TABLE IF NOT EXISTS widgetal_reorder "
-    "(item_id INTEGER PRIMARY KEY, score REAL, guess_label TEXT, guess_proba REAL)"
+    "CREATE TEMP TABLE IF NOT EXISTS widgetal_rerank "
+    "(item_id INTEGER PRIMARY KEY, priority REAL, ranked_by INTEGER, guess_label TEXT, "
+    "guess_proba REAL)"
 )
-clear_scores_table_sqlite = sa.text("DELETE FROM widgetal_reorder")
+clear_scores_table_sqlite = sa.text("DELETE FROM temp.widgetal_rerank")
 # A plain driver statement, given tuples: a million rows skip SQLAlchemy's per-row dicts.
 insert_scores_sqlite = (
-    "INSERT INTO widgetal_reorder (item_id, score, guess_label, guess_proba) VALUES (?, ?, ?, ?)"
+    "INSERT INTO temp.widgetal_rerank (item_id, priority, ranked_by, guess_label, guess_proba) "
+    "VALUES (?, ?, ?, ?, ?)"
 )
-# ANALYZE gives the planner the temp table's size, so the join walks the scores in id order
-# and finds each item by rowid. NOT INDEXED keeps it off the partial indexes on undone items,
-# which it would otherwise scan (in priority or audit-key order: every row rewritten in random
-# order, 4x slower at 1,000,000 items); SQLite may still look rows up by rowid.
-analyze_scores_table_sqlite = sa.text("ANALYZE temp.widgetal_reorder")
+# ANALYZE gives the planner the temp table's size, so a small reorder walks its own scores and
+# finds each rank by its key, rather than the other way round.
+analyze_scores_table_sqlite = sa.text("ANALYZE temp.widgetal_rerank")
+
+# Small: each scored rank of an item not done, updated in place (found by key: NOT INDEXED
+# keeps the planner off the order index).
 apply_priorities_sqlite = sa.text(
-    "UPDATE widgetal_items NOT INDEXED SET priority = s.score, ranked_by = :ranked_by, "
+    "UPDATE widgetal_ranks NOT INDEXED SET priority = s.priority, ranked_by = s.ranked_by, "
     "guess_label = s.guess_label, guess_proba = s.guess_proba "
-    "FROM widgetal_reorder AS s "
-    "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
+    "FROM temp.widgetal_rerank AS s "
+    "WHERE widgetal_ranks.item_id = s.item_id "
+    "AND (SELECT done_at FROM widgetal_items WHERE id = s.item_id) IS NULL"
 )
-
-# A reorder that moves much of the queue drops the indexes holding a column it writes (those on
-# the priority) and builds them again in its transaction: moving a million entries one at a
-# time costs far more than one sorted build. SQLite leaves the other indexes alone on this
-# UPDATE (its bytecode opens only these), so rebuilding them would be wasted work. SQLite's DDL
-# is transactional and WAL readers keep their snapshot, so pops never see an index missing;
-# they wait for the write lock as for any reorder.
-_reorder_writes = {_i.priority, _i.ranked_by, _i.guess_label, _i.guess_proba}
-_rebuilt_indexes = sorted(
-    (ix for ix in items.indexes if _reorder_writes.intersection(ix.columns)),
-    key=lambda ix: ix.name,
+# Large, in four steps in one transaction. 1: scores of items done (or unknown) are dropped;
+# the rows left are the items that change.
+drop_done_scores_sqlite = sa.text(
+    "DELETE FROM temp.widgetal_rerank WHERE NOT EXISTS (SELECT 1 FROM widgetal_items "
+    "WHERE id = temp.widgetal_rerank.item_id AND done_at IS NULL)"
 )
-drop_item_indexes = [sa.schema.DropIndex(ix) for ix in _rebuilt_indexes]
-create_item_indexes = [sa.schema.CreateIndex(ix) for ix in _rebuilt_indexes]
+# 2: every rank not scored is kept as it is (an item awaiting review keeps its own).
+keep_unscored_ranks_sqlite = sa.text(
+    "INSERT INTO temp.widgetal_rerank (item_id, priority, ranked_by, guess_label, guess_proba) "
+    "SELECT item_id, priority, ranked_by, guess_label, guess_proba FROM widgetal_ranks "
+    "WHERE true ON CONFLICT (item_id) DO NOTHING"
+)
+# 3: the table emptied without its order index (SQLite drops all pages at once)...
+_rank_order = next(iter(ranks.indexes))
+drop_rank_order = sa.schema.DropIndex(_rank_order)
+clear_ranks_sqlite = sa.text("DELETE FROM widgetal_ranks")
+# 4: ...and written again in key order, then the index built in one sorted pass.
+write_ranks_sqlite = sa.text(
+    "INSERT INTO widgetal_ranks (item_id, priority, ranked_by, guess_label, guess_proba) "
+    "SELECT item_id, priority, ranked_by, guess_label, guess_proba FROM temp.widgetal_rerank "
+    "ORDER BY item_id"
+)
+create_rank_order = sa.schema.CreateIndex(_rank_order)
 
-# PostgreSQL: arrays unnested into a join, one chunk per statement, all in one transaction.
-# The numbers arrive as array literals the server parses (db.array_literal: the driver's own
-# per-element adaptation took a third of a million-item reorder), and each guess as its label's
-# 1-based place in :guess_names, the few distinct labels, which the driver quotes. Without
-# guesses their arrays are NULL, which unnest pads with NULLs.
-apply_priorities_postgresql = sa.text(
-    "UPDATE widgetal_items SET priority = s.score, ranked_by = :ranked_by, "
-    "guess_label = (CAST(:guess_names AS text[]))[s.guess], guess_proba = s.guess_proba "
-    "FROM unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[]), "
+# PostgreSQL: the scores arrive as arrays unnested into the statement, one chunk per statement,
+# all in one transaction. The numbers are array literals the server parses (db.array_literal:
+# the driver's own per-element adaptation took a third of a million-item reorder), and each
+# guess its label's 1-based place in :guess_names, the few distinct labels, which the driver
+# quotes. Without guesses their arrays are NULL, which unnest pads with NULLs.
+_scores_postgresql = (
+    "unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[]), "
     "CAST(:guesses AS integer[]), CAST(:guess_probas AS double precision[])) "
-    "AS s(item_id, score, guess, guess_proba) "
-    "WHERE widgetal_items.id = s.item_id AND widgetal_items.done_at IS NULL"
+    "AS s(item_id, score, guess, guess_proba)"
 )
+
+# Small: in place (the item must not be done: one awaiting review keeps its rank).
+apply_priorities_postgresql = sa.text(
+    "UPDATE widgetal_ranks SET priority = s.score, ranked_by = :ranked_by, "
+    "guess_label = (CAST(:guess_names AS text[]))[s.guess], guess_proba = s.guess_proba "
+    f"FROM {_scores_postgresql} JOIN widgetal_items AS i ON i.id = s.item_id "
+    "WHERE widgetal_ranks.item_id = s.item_id AND i.done_at IS NULL"
+)
+# Large: a new table, filled and indexed while labellers go on with the old one, then swapped
+# in. Written rows are never updated in place, so a new version of every row and an entry in
+# each index per row (PostgreSQL cannot update a row's priority without both) give way to an
+# append and two sorted index builds. Pops read the old table meanwhile; the swap waits for
+# those in flight and holds the next ones for a moment.
+create_next_ranks_postgresql = sa.text(
+    "CREATE TABLE widgetal_ranks_next (LIKE widgetal_ranks INCLUDING DEFAULTS)"
+)
+write_next_ranks_postgresql = sa.text(
+    "INSERT INTO widgetal_ranks_next (item_id, priority, ranked_by, guess_label, guess_proba) "
+    "SELECT s.item_id, s.score, :ranked_by, (CAST(:guess_names AS text[]))[s.guess], "
+    f"s.guess_proba FROM {_scores_postgresql} JOIN widgetal_items AS i ON i.id = s.item_id "
+    "WHERE i.done_at IS NULL"
+)
+key_next_ranks_postgresql = sa.text(
+    "ALTER TABLE widgetal_ranks_next ADD CONSTRAINT widgetal_ranks_next_pkey "
+    "PRIMARY KEY (item_id)"
+)
+order_next_ranks_postgresql = sa.text(
+    "CREATE INDEX widgetal_ranks_next_order ON widgetal_ranks_next (priority DESC, item_id)"
+)
+# Under the swap's lock, with a fresh snapshot: the ranks the old table holds and the new one
+# lacks (items not scored, items added or reopened since the new rows were read) join it, and
+# ranks of items done since then leave it.
+lock_ranks_postgresql = sa.text("LOCK TABLE widgetal_ranks IN ACCESS EXCLUSIVE MODE")
+keep_unscored_ranks_postgresql = sa.text(
+    "INSERT INTO widgetal_ranks_next SELECT r.* FROM widgetal_ranks AS r "
+    "WHERE NOT EXISTS (SELECT 1 FROM widgetal_ranks_next AS n WHERE n.item_id = r.item_id)"
+)
+drop_done_ranks_postgresql = sa.text(
+    "DELETE FROM widgetal_ranks_next AS n WHERE NOT EXISTS "
+    "(SELECT 1 FROM widgetal_ranks AS r WHERE r.item_id = n.item_id)"
+)
+swap_ranks_postgresql = [
+    sa.text("DROP TABLE widgetal_ranks"),
+    sa.text("ALTER TABLE widgetal_ranks_next RENAME TO widgetal_ranks"),
+    sa.text("ALTER TABLE widgetal_ranks RENAME CONSTRAINT widgetal_ranks_next_pkey "
+            "TO widgetal_ranks_pkey"),
+    sa.text("ALTER INDEX widgetal_ranks_next_order RENAME TO widgetal_ranks_order"),
+    sa.text("ANALYZE widgetal_ranks"),
+]
 
 # -- runs -------------------------------------------------------------------------------------
 
