@@ -175,11 +175,10 @@ def test_a_small_sqlite_reorder_finds_ranks_by_key_not_through_the_order_index(s
     queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
     with queue.db.write() as conn:
         conn.execute(sql.create_scores_table_sqlite)
-        conn.exec_driver_sql(sql.insert_scores_sqlite,
-                             [(i, 0.5, 1, None, None) for i in range(5)])
+        conn.exec_driver_sql(sql.insert_scores_sqlite, [(i, 0.5, None, None) for i in range(5)])
         conn.execute(sql.analyze_scores_table_sqlite)
-        plan = conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql.apply_priorities_sqlite.text}")
-                            ).all()
+        plan = conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql.apply_priorities_sqlite.text}"),
+                            {"ranked_by": 1}).all()
     steps = " / ".join(row[-1] for row in plan)
     assert "USING INDEX" not in steps, steps
     # a small reorder reads its few scores and looks each rank up; it does not scan them all

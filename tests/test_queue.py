@@ -543,7 +543,7 @@ def test_guesses_go_to_undone_items_only_and_a_reorder_without_them_clears_them(
 
 
 def test_guesses_and_scores_come_back_exactly_whatever_the_labels_spell(db_url):
-    # PostgreSQL gets the numbers as array literals and each guess as its label's place in the
+    # PostgreSQL gets the numbers in binary (COPY) and each guess as its label's place in the
     # label list: labels with the characters array syntax uses must come back as they were.
     labels = ['a, "b"', "{c}", "back\\slash", "NULL", "é ü"]
     queue = Queue(db_url, labels=labels)

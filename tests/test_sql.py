@@ -57,16 +57,17 @@ def test_first_label_wins_because_done_is_checked_in_the_update():
 
 
 def test_reorder_statements_join_a_set_and_spare_done_items():
-    for name in ("apply_priorities_sqlite", "drop_done_scores_sqlite",
-                 "apply_priorities_postgresql", "write_next_ranks_postgresql"):
+    for name in ("apply_priorities_sqlite", "write_ranks_sqlite",
+                 "apply_priorities_postgresql"):
         text = re.sub(r"\s+", " ", str(STATEMENTS[name]))
         done = r"done_at( FROM widgetal_items WHERE id = s.item_id\))? IS NULL"
         assert "FROM" in text and re.search(done, text), name
         assert "lease" not in text  # leases stay as they are
-    assert "unnest" in str(sql.apply_priorities_postgresql)
-    # a rewrite keeps every rank it was not given
+    assert "FORMAT BINARY" in sql.copy_scores_postgresql  # scores arrive in bulk
+    # a rewrite keeps every rank it was not given, and drops the scores of items without one
     assert "ON CONFLICT (item_id) DO NOTHING" in str(sql.keep_unscored_ranks_sqlite)
     assert "NOT EXISTS" in str(sql.keep_unscored_ranks_postgresql)
+    assert "NOT EXISTS" in str(sql.drop_done_ranks_postgresql)
 
 
 def test_only_bind_parameters_carry_values():

@@ -19,11 +19,15 @@ import select
 import sqlite3
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from . import sql
 from .errors import DatabaseUnavailable, first_line
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000  # longer than any reorder: writers wait rather than fail
 _CONNECT_TIMEOUT_S = 10
@@ -39,8 +43,6 @@ _REBUILD_SHARE = 0.1
 _REORDER_CACHE_KIB = 256 * 1024
 # SQLite's sorter may use helper threads for the index builds of a large reorder.
 _REORDER_THREADS = 2
-# Items per UPDATE of a PostgreSQL reorder (all in one transaction).
-_REORDER_CHUNK = 50_000
 
 
 class Database:
@@ -196,10 +198,11 @@ class Database:
                 for statement in sql.analyze_items_postgresql:
                     conn.execute(statement)
 
-    def write_priorities(self, ids: list[int], scores: list[float], ranked_by: int | None,
-                         guess_labels: list[str] | None, guess_probas: list[float] | None) -> int:
+    def write_priorities(self, ids: np.ndarray, scores: np.ndarray, ranked_by: int | None,
+                         guess_labels: list[str] | None, guess_probas: np.ndarray | None) -> int:
         """Set items' priorities and published guesses in one set-based write; returns how
-        many items changed (only items not done do). The queue's ``reorder`` checks the input.
+        many items changed (only items not done do). The queue's ``reorder`` checks the input
+        (distinct ids, finite scores, one guess per item).
         """
         with self.translate_errors():
             if self.dialect == "sqlite":
@@ -216,8 +219,9 @@ class Database:
     def _priorities_sqlite(self, ids, scores, ranked_by, guess_labels, guess_probas) -> int:
         n = len(ids)
         guess_labels = guess_labels if guess_labels is not None else itertools.repeat(None)
-        guess_probas = guess_probas if guess_probas is not None else itertools.repeat(None)
-        rows = list(zip(ids, scores, itertools.repeat(ranked_by), guess_labels, guess_probas))
+        guess_probas = (guess_probas.tolist() if guess_probas is not None
+                        else itertools.repeat(None))
+        rows = list(zip(ids.tolist(), scores.tolist(), guess_labels, guess_probas))
         with self.engine.connect() as conn, _sqlite_reorder_pragmas(conn):
             # Fill the temp table in a deferred transaction: labellers keep popping meanwhile.
             with conn.execution_options(widgetal_begin="DEFERRED").begin():
@@ -227,18 +231,19 @@ class Database:
                     conn.exec_driver_sql(sql.insert_scores_sqlite, rows[start:start + 100_000])
                 conn.execute(sql.analyze_scores_table_sqlite)
             del rows
+            params = {"ranked_by": ranked_by}
             # Not durable: a reorder lost to a power cut is redone by the next cycle, and the
             # next label's commit syncs the log, reorder included.
             with conn.execution_options(widgetal_begin="IMMEDIATE",
                                         widgetal_durable=False).begin():
                 if not self._rewrite(conn, n):
-                    changed = conn.execute(sql.apply_priorities_sqlite).rowcount
+                    changed = conn.execute(sql.apply_priorities_sqlite, params).rowcount
                 else:
-                    changed = n - conn.execute(sql.drop_done_scores_sqlite).rowcount
-                    conn.execute(sql.keep_unscored_ranks_sqlite)
+                    kept = conn.execute(sql.keep_reviewed_ranks_sqlite).rowcount
+                    kept += conn.execute(sql.keep_unscored_ranks_sqlite).rowcount
                     conn.execute(sql.drop_rank_order)
                     conn.execute(sql.clear_ranks_sqlite)
-                    conn.execute(sql.write_ranks_sqlite)
+                    changed = conn.execute(sql.write_ranks_sqlite, params).rowcount - kept
                     conn.execute(sql.create_rank_order)
                 conn.execute(sql.clear_scores_table_sqlite)
         return changed
@@ -249,31 +254,26 @@ class Database:
             names = sorted(set(guess_labels))
             place = {name: i for i, name in enumerate(names, start=1)}
             places = [place[label] for label in guess_labels]
-        chunks = [
-            {
-                "ranked_by": ranked_by,
-                "item_ids": array_literal(ids[start:start + _REORDER_CHUNK]),
-                "scores": array_literal(scores[start:start + _REORDER_CHUNK]),
-                "guess_names": names,
-                "guesses": None if places is None
-                else array_literal(places[start:start + _REORDER_CHUNK]),
-                "guess_probas": None if guess_probas is None
-                else array_literal(guess_probas[start:start + _REORDER_CHUNK]),
-            }
-            for start in range(0, len(ids), _REORDER_CHUNK)
-        ]
+        params = {"ranked_by": ranked_by, "guess_names": names}
         with self.write() as conn:
+            conn.execute(sql.reorder_memory_postgresql)
+            conn.execute(sql.create_scores_table_postgresql)
+            columns = "" if places is None else sql.copy_guesses_postgresql
+            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(
+                sql.copy_scores_postgresql.format(columns)
+            ) as copy:
+                copy.write(binary_copy_rows(ids, scores, places, guess_probas))
+            conn.execute(sql.analyze_scores_table_postgresql)
             if not self._rewrite(conn, len(ids)):
-                return sum(conn.execute(sql.apply_priorities_postgresql, chunk).rowcount
-                           for chunk in chunks)
+                return conn.execute(sql.apply_priorities_postgresql, params).rowcount
             conn.execute(sql.create_next_ranks_postgresql)
-            changed = sum(conn.execute(sql.write_next_ranks_postgresql, chunk).rowcount
-                          for chunk in chunks)
+            changed = conn.execute(sql.write_next_ranks_postgresql, params).rowcount
             conn.execute(sql.key_next_ranks_postgresql)
             conn.execute(sql.order_next_ranks_postgresql)
             conn.execute(sql.lock_ranks_postgresql)
+            changed -= conn.execute(sql.unscore_reviewed_postgresql).rowcount
             conn.execute(sql.keep_unscored_ranks_postgresql)
-            conn.execute(sql.drop_done_ranks_postgresql)
+            changed -= conn.execute(sql.drop_done_ranks_postgresql).rowcount
             for statement in sql.swap_ranks_postgresql:
                 conn.execute(statement)
         return changed
@@ -338,10 +338,29 @@ def _sqlite_reorder_pragmas(conn: sa.Connection) -> Iterator[None]:
         raw.execute(f"PRAGMA threads = {threads}")
 
 
-def array_literal(numbers: list[int] | list[float]) -> str:
-    """PostgreSQL's text form of an array of numbers (ints, or finite floats, whose ``repr``
-    the server reads back exactly), for a parameter the statement casts to an array type."""
-    return "{" + ",".join(map(repr, numbers)) + "}"
+# PostgreSQL's binary COPY framing: signature, flags, header extension length; and the trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+
+
+def binary_copy_rows(ids, scores, guesses=None, probas=None) -> bytes:
+    """Rows of (integer id, double score[, integer guess, double probability]) in PostgreSQL's
+    binary COPY format, built as one numpy record array: every row has the same fields of fixed
+    width, so no value passes through Python on its own."""
+    import numpy as np
+
+    columns = [("id", ">i4", ids), ("score", ">f8", scores)]
+    if guesses is not None:
+        columns += [("guess", ">i4", guesses), ("proba", ">f8", probas)]
+    layout = [("fields", ">i2")]
+    for name, kind, _ in columns:
+        layout += [(f"{name}_size", ">i4"), (name, kind)]
+    rows = np.empty(len(ids), dtype=layout)
+    rows["fields"] = len(columns)
+    for name, kind, values in columns:
+        rows[f"{name}_size"] = np.dtype(kind).itemsize
+        rows[name] = values
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 def normalise_url(url: str) -> str:

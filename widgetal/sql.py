@@ -726,18 +726,19 @@ count_label_events = sa.select(sa.func.count()).select_from(labels)
 # place.
 
 # SQLite: a temp table lives in the connection's own temp database, so filling it does not
-# hold the main database's write lock. (Named for this shape: a pooled connection may still
-# hold a table of an older widgetal's shape under the old name.)
+# hold the main database's write lock. Scores come without their run (one value for all,
+# bound once when they are written); ranks kept as they are bring their own. (Named for this
+# shape: a pooled connection may still hold a table of an older widgetal under the old name.)
 create_scores_table_sqlite = sa.text(
     "CREATE TEMP TABLE IF NOT EXISTS widgetal_rerank "
-    "(item_id INTEGER PRIMARY KEY, priority REAL, ranked_by INTEGER, guess_label TEXT, "
-    "guess_proba REAL)"
+    "(item_id INTEGER PRIMARY KEY, priority REAL, guess_label TEXT, guess_proba REAL, "
+    "kept INTEGER NOT NULL DEFAULT 0, ranked_by INTEGER)"
 )
 clear_scores_table_sqlite = sa.text("DELETE FROM temp.widgetal_rerank")
 # A plain driver statement, given tuples: a million rows skip SQLAlchemy's per-row dicts.
 insert_scores_sqlite = (
-    "INSERT INTO temp.widgetal_rerank (item_id, priority, ranked_by, guess_label, guess_proba) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO temp.widgetal_rerank (item_id, priority, guess_label, guess_proba) "
+    "VALUES (?, ?, ?, ?)"
 )
 # ANALYZE gives the planner the temp table's size, so a small reorder walks its own scores and
 # finds each rank by its key, rather than the other way round.
@@ -746,52 +747,61 @@ analyze_scores_table_sqlite = sa.text("ANALYZE temp.widgetal_rerank")
 # Small: each scored rank of an item not done, updated in place (found by key: NOT INDEXED
 # keeps the planner off the order index).
 apply_priorities_sqlite = sa.text(
-    "UPDATE widgetal_ranks NOT INDEXED SET priority = s.priority, ranked_by = s.ranked_by, "
+    "UPDATE widgetal_ranks NOT INDEXED SET priority = s.priority, ranked_by = :ranked_by, "
     "guess_label = s.guess_label, guess_proba = s.guess_proba "
     "FROM temp.widgetal_rerank AS s "
     "WHERE widgetal_ranks.item_id = s.item_id "
     "AND (SELECT done_at FROM widgetal_items WHERE id = s.item_id) IS NULL"
 )
-# Large, in four steps in one transaction. 1: scores of items done (or unknown) are dropped;
-# the rows left are the items that change.
-drop_done_scores_sqlite = sa.text(
-    "DELETE FROM temp.widgetal_rerank WHERE NOT EXISTS (SELECT 1 FROM widgetal_items "
-    "WHERE id = temp.widgetal_rerank.item_id AND done_at IS NULL)"
+# Large, in one transaction. The ranks not to change join the scores: an item awaiting review
+# keeps its own (scored or not), and every rank not scored stays as it is.
+keep_reviewed_ranks_sqlite = sa.text(
+    "INSERT OR REPLACE INTO temp.widgetal_rerank "
+    "(item_id, priority, guess_label, guess_proba, kept, ranked_by) "
+    "SELECT r.item_id, r.priority, r.guess_label, r.guess_proba, 1, r.ranked_by "
+    "FROM widgetal_items AS i JOIN widgetal_ranks AS r ON r.item_id = i.id WHERE i.needs_review"
 )
-# 2: every rank not scored is kept as it is (an item awaiting review keeps its own).
 keep_unscored_ranks_sqlite = sa.text(
-    "INSERT INTO temp.widgetal_rerank (item_id, priority, ranked_by, guess_label, guess_proba) "
-    "SELECT item_id, priority, ranked_by, guess_label, guess_proba FROM widgetal_ranks "
+    "INSERT INTO temp.widgetal_rerank "
+    "(item_id, priority, guess_label, guess_proba, kept, ranked_by) "
+    "SELECT item_id, priority, guess_label, guess_proba, 1, ranked_by FROM widgetal_ranks "
     "WHERE true ON CONFLICT (item_id) DO NOTHING"
 )
-# 3: the table emptied without its order index (SQLite drops all pages at once)...
+# The table emptied without its order index (SQLite drops all pages at once)...
 _rank_order = next(iter(ranks.indexes))
 drop_rank_order = sa.schema.DropIndex(_rank_order)
 clear_ranks_sqlite = sa.text("DELETE FROM widgetal_ranks")
-# 4: ...and written again in key order, then the index built in one sorted pass.
+# ...written again in key order, leaving out scores of items done (or unknown): CROSS JOIN
+# makes SQLite walk the scores and look each item up, not walk the items...
 write_ranks_sqlite = sa.text(
     "INSERT INTO widgetal_ranks (item_id, priority, ranked_by, guess_label, guess_proba) "
-    "SELECT item_id, priority, ranked_by, guess_label, guess_proba FROM temp.widgetal_rerank "
-    "ORDER BY item_id"
+    "SELECT s.item_id, s.priority, CASE s.kept WHEN 1 THEN s.ranked_by ELSE :ranked_by END, "
+    "s.guess_label, s.guess_proba "
+    "FROM temp.widgetal_rerank AS s CROSS JOIN widgetal_items AS i ON i.id = s.item_id "
+    "WHERE i.done_at IS NULL OR i.needs_review ORDER BY s.item_id"
 )
+# ...and the index built in one sorted pass.
 create_rank_order = sa.schema.CreateIndex(_rank_order)
 
-# PostgreSQL: the scores arrive as arrays unnested into the statement, one chunk per statement,
-# all in one transaction. The numbers are array literals the server parses (db.array_literal:
-# the driver's own per-element adaptation took a third of a million-item reorder), and each
-# guess its label's 1-based place in :guess_names, the few distinct labels, which the driver
-# quotes. Without guesses their arrays are NULL, which unnest pads with NULLs.
-_scores_postgresql = (
-    "unnest(CAST(:item_ids AS integer[]), CAST(:scores AS double precision[]), "
-    "CAST(:guesses AS integer[]), CAST(:guess_probas AS double precision[])) "
-    "AS s(item_id, score, guess, guess_proba)"
+# PostgreSQL: the scores arrive by binary COPY into a temporary table (db writes the rows with
+# numpy: a million rows cost milliseconds of Python, against seconds for text or per-value
+# adaptation), emptied at commit. Each guess is its label's 1-based place in :guess_names, the
+# few distinct labels, which the driver quotes; without guesses those columns stay NULL.
+create_scores_table_postgresql = sa.text(
+    "CREATE TEMP TABLE IF NOT EXISTS widgetal_rerank (item_id integer, score double precision, "
+    "guess integer, guess_proba double precision) ON COMMIT DELETE ROWS"
 )
+copy_scores_postgresql = "COPY widgetal_rerank (item_id, score{}) FROM STDIN (FORMAT BINARY)"
+copy_guesses_postgresql = ", guess, guess_proba"
+analyze_scores_table_postgresql = sa.text("ANALYZE widgetal_rerank")
+# Hash joins of a million rows stay in memory for the reorder's transaction.
+reorder_memory_postgresql = sa.text("SET LOCAL work_mem TO 131072")  # kB
 
 # Small: in place (the item must not be done: one awaiting review keeps its rank).
 apply_priorities_postgresql = sa.text(
     "UPDATE widgetal_ranks SET priority = s.score, ranked_by = :ranked_by, "
     "guess_label = (CAST(:guess_names AS text[]))[s.guess], guess_proba = s.guess_proba "
-    f"FROM {_scores_postgresql} JOIN widgetal_items AS i ON i.id = s.item_id "
+    "FROM widgetal_rerank AS s JOIN widgetal_items AS i ON i.id = s.item_id "
     "WHERE widgetal_ranks.item_id = s.item_id AND i.done_at IS NULL"
 )
 # Large: a new table, filled and indexed while labellers go on with the old one, then swapped
@@ -805,8 +815,7 @@ create_next_ranks_postgresql = sa.text(
 write_next_ranks_postgresql = sa.text(
     "INSERT INTO widgetal_ranks_next (item_id, priority, ranked_by, guess_label, guess_proba) "
     "SELECT s.item_id, s.score, :ranked_by, (CAST(:guess_names AS text[]))[s.guess], "
-    f"s.guess_proba FROM {_scores_postgresql} JOIN widgetal_items AS i ON i.id = s.item_id "
-    "WHERE i.done_at IS NULL"
+    "s.guess_proba FROM widgetal_rerank AS s"
 )
 key_next_ranks_postgresql = sa.text(
     "ALTER TABLE widgetal_ranks_next ADD CONSTRAINT widgetal_ranks_next_pkey "
@@ -815,10 +824,15 @@ key_next_ranks_postgresql = sa.text(
 order_next_ranks_postgresql = sa.text(
     "CREATE INDEX widgetal_ranks_next_order ON widgetal_ranks_next (priority DESC, item_id)"
 )
-# Under the swap's lock, with a fresh snapshot: the ranks the old table holds and the new one
-# lacks (items not scored, items added or reopened since the new rows were read) join it, and
-# ranks of items done since then leave it.
+# Under the swap's lock, with a fresh snapshot, the new table is made to hold exactly the items
+# that have a rank now: an item awaiting review keeps its own, ranks the old table holds and the
+# new one lacks join it (items not scored; items added or reopened since the scores were read),
+# and scores of items without a rank (done, before or since) leave it.
 lock_ranks_postgresql = sa.text("LOCK TABLE widgetal_ranks IN ACCESS EXCLUSIVE MODE")
+unscore_reviewed_postgresql = sa.text(
+    "DELETE FROM widgetal_ranks_next WHERE item_id IN "
+    "(SELECT id FROM widgetal_items WHERE needs_review)"
+)
 keep_unscored_ranks_postgresql = sa.text(
     "INSERT INTO widgetal_ranks_next SELECT r.* FROM widgetal_ranks AS r "
     "WHERE NOT EXISTS (SELECT 1 FROM widgetal_ranks_next AS n WHERE n.item_id = r.item_id)"
