@@ -3,8 +3,8 @@
 Everything dialect-specific about *connecting* lives here (SQLite pragmas, BEGIN IMMEDIATE,
 psycopg 3), and so does the one write whose mechanics differ by dialect: a reorder of many
 items (SQLite: a temporary table, a larger page cache, and for a large one the ranks written
-anew; PostgreSQL: arrays unnested into a join, and for a large one a new ranks table swapped
-in).
+anew; PostgreSQL: a binary COPY into a temporary table, and for a large one a new ranks table
+swapped in).
 The statements themselves live in ``sql.py``. The pragmas and BEGIN below are connection
 settings, not queries, which is why they are written here.
 """
