@@ -449,6 +449,15 @@ def test_items_added_labelled_or_reopened_during_reorders_keep_their_place_in_th
     assert q.pop("bo").item_id == added[-1]
 
 
+def test_an_id_beyond_any_item_changes_no_other_item(queue):
+    # PostgreSQL's item key is a 32-bit integer: 2**32 + 2 must not land on item 2.
+    queue.add(_texts(3))
+    assert queue.reorder([1, 2**32 + 2], [0.5, 0.9], ranked_by=1,
+                         guesses=(["positive", "negative"], [0.6, 0.7])) == 1
+    got = {i.item_id: (i.priority, i.guess_label) for i in queue.items([1, 2, 3])}
+    assert got == {1: (0.5, "positive"), 2: (0.0, None), 3: (0.0, None)}
+
+
 def test_reorder_is_one_statement_per_chunk_not_per_row(queue):
     queue.add(_texts(2_000))
     statements = []

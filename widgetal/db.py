@@ -43,6 +43,8 @@ _REBUILD_SHARE = 0.1
 _REORDER_CACHE_KIB = 256 * 1024
 # SQLite's sorter may use helper threads for the index builds of a large reorder.
 _REORDER_THREADS = 2
+# The range of PostgreSQL's integer, the items' key.
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
 
 
 class Database:
@@ -249,11 +251,20 @@ class Database:
         return changed
 
     def _priorities_postgresql(self, ids, scores, ranked_by, guess_labels, guess_probas) -> int:
+        import numpy as np
+
         names, places = None, None
         if guess_labels is not None:
             names = sorted(set(guess_labels))
             place = {name: i for i, name in enumerate(names, start=1)}
-            places = [place[label] for label in guess_labels]
+            places = np.fromiter((place[label] for label in guess_labels), np.int32, len(ids))
+        # Item ids are PostgreSQL integers: an id beyond them names no item (and written as one
+        # it would wrap round to another item's), so its score is left out like any unknown id.
+        known = (ids >= _INT4_MIN) & (ids <= _INT4_MAX)
+        if not known.all():
+            ids, scores = ids[known], scores[known]
+            if places is not None:
+                places, guess_probas = places[known], guess_probas[known]
         params = {"ranked_by": ranked_by, "guess_names": names}
         with self.write() as conn:
             conn.execute(sql.reorder_memory_postgresql)
