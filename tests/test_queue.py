@@ -567,6 +567,26 @@ def test_guesses_and_scores_come_back_exactly_whatever_the_labels_spell(db_url):
     queue.engine.dispose()
 
 
+@pytest.mark.parametrize("n", [50, 20_000])  # in place, and the rewrite of the whole order
+def test_scores_and_guesses_given_in_any_order_land_on_their_own_items(db_url, n):
+    # An orchestrator's scores come in pool order; reorder writes them in key order.
+    queue = Queue(db_url, labels=["negative", "positive"])
+    queue.add(_texts(n))
+    rng = np.random.default_rng(3)
+    ids = rng.permutation(np.arange(1, n + 1))
+    scores = rng.random(n)
+    labels = np.where(scores > 0.5, "positive", "negative")
+    probas = np.round(rng.uniform(0.5, 1, n), 6)
+    queue.reorder(ids, scores, ranked_by=7, guesses=(labels, list(probas)))
+    given = {int(i): (s, str(g), p) for i, s, g, p in zip(ids, scores, labels, probas)}
+    some = sorted(rng.choice(ids, 40, replace=False).tolist())
+    assert {i.item_id: (i.priority, i.guess_label, i.guess_proba) for i in queue.items(some)} == {
+        i: given[i] for i in some
+    }
+    assert queue.pop("ana").item_id == int(ids[np.argmax(scores)])
+    queue.engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("guesses", "error"),
     [
