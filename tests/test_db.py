@@ -185,6 +185,26 @@ def test_a_small_sqlite_reorder_finds_ranks_by_key_not_through_the_order_index(s
     assert "SEARCH widgetal_ranks USING INTEGER PRIMARY KEY" in steps, steps
 
 
+@pytest.mark.parametrize("name", ["count_awaiting_review", "lease_next_review",
+                                  "lease_next_review_waiting", "keep_reviewed_ranks_sqlite"])
+def test_sqlite_reads_the_items_awaiting_review_through_their_partial_index(sqlite_url, name):
+    # SQLite uses a partial index only for a query that repeats its condition: with the index
+    # written `WHERE needs_review` and the queries `needs_review = 1`, every review pop and
+    # count scanned the whole item table.
+    queue = Queue(sqlite_url, labels=["a", "b"])
+    queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
+    statement = getattr(sql, name)
+    with queue.db.write() as conn:
+        conn.execute(sql.create_scores_table_sqlite)
+        compiled = statement.compile(dialect=conn.dialect)
+        values = compiled.construct_params({key: None for key in compiled.binds})
+        args = tuple(values[key] for key in compiled.positiontup or ())
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled.string}", args).all()
+    steps = [row[-1].strip() for row in plan]
+    assert any("USING INDEX widgetal_items_awaiting_review" in step for step in steps), steps
+    assert not {"SCAN i", "SCAN widgetal_items"} & set(steps), steps  # no pass over every item
+
+
 def test_a_large_reorder_writes_the_ranks_anew_and_keeps_every_other_rank(db_url):
     """Past the threshold the ranks are written anew (SQLite: emptied and refilled; PostgreSQL:
     a new table swapped in): items not scored keep their rank, done items get none, an item

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a table changes, with an Alembic migration (``widgetal/migrations``) that
 #: upgrades the previous version in place.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 _UTC = sa.DateTime(timezone=True)
@@ -128,10 +128,13 @@ sa.Index(
     postgresql_where=labels.c.undone_at.is_(None),
 )
 # The review hand-out reads only items awaiting a reviewer (few: it sorts them by their rank).
+# SQLite's condition is written as SQLAlchemy writes it in queries there (`needs_review = 1`):
+# SQLite uses a partial index only for a query that repeats its condition, and with a bare
+# `needs_review` every review pop and count scanned the whole table (2.3 s at 10,000,000).
 sa.Index(
     "widgetal_items_awaiting_review",
     items.c.id,
-    sqlite_where=items.c.needs_review,
+    sqlite_where=items.c.needs_review == sa.true(),
     postgresql_where=items.c.needs_review,
 )
 
@@ -372,7 +375,7 @@ alembic_version = sa.Table(
 )
 
 #: The migration (``widgetal/migrations/versions``) that brings a database to each schema version.
-_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005", 6: "0006"}
+_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005", 6: "0006", 7: "0007"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 # A transaction-scoped advisory lock, released at commit; the key is arbitrary but fixed.

@@ -773,7 +773,8 @@ keep_reviewed_ranks_sqlite = sa.text(
     "INSERT OR REPLACE INTO temp.widgetal_rerank "
     "(item_id, priority, guess_label, guess_proba, kept, ranked_by) "
     "SELECT r.item_id, r.priority, r.guess_label, r.guess_proba, 1, r.ranked_by "
-    "FROM widgetal_items AS i JOIN widgetal_ranks AS r ON r.item_id = i.id WHERE i.needs_review"
+    "FROM widgetal_items AS i JOIN widgetal_ranks AS r ON r.item_id = i.id "
+    "WHERE i.needs_review = 1"  # (as the partial index of items awaiting review says it)
 )
 keep_unscored_ranks_sqlite = sa.text(
     "INSERT INTO temp.widgetal_rerank "
