@@ -185,12 +185,18 @@ def test_a_small_sqlite_reorder_finds_ranks_by_key_not_through_the_order_index(s
     assert "SEARCH widgetal_ranks USING INTEGER PRIMARY KEY" in steps, steps
 
 
-@pytest.mark.parametrize("name", ["count_awaiting_review", "lease_next_review",
-                                  "lease_next_review_waiting", "keep_reviewed_ranks_sqlite"])
-def test_sqlite_reads_the_items_awaiting_review_through_their_partial_index(sqlite_url, name):
+@pytest.mark.parametrize(("name", "index"), [
+    ("count_awaiting_review", "widgetal_items_awaiting_review"),
+    ("lease_next_review", "widgetal_items_awaiting_review"),
+    ("lease_next_review_waiting", "widgetal_items_awaiting_review"),
+    ("keep_reviewed_ranks_sqlite", "widgetal_items_awaiting_review"),
+    ("count_done_items", "widgetal_items_done"),  # progress on every click, with overlap
+])
+def test_sqlite_counts_and_hands_out_few_items_through_their_partial_index(sqlite_url, name,
+                                                                           index):
     # SQLite uses a partial index only for a query that repeats its condition: with the index
     # written `WHERE needs_review` and the queries `needs_review = 1`, every review pop and
-    # count scanned the whole item table.
+    # count scanned the whole item table; the items done had no index at all.
     queue = Queue(sqlite_url, labels=["a", "b"])
     queue.add(pd.DataFrame({"text": [f"t{i}" for i in range(30)]}))
     statement = getattr(sql, name)
@@ -201,7 +207,8 @@ def test_sqlite_reads_the_items_awaiting_review_through_their_partial_index(sqli
         args = tuple(values[key] for key in compiled.positiontup or ())
         plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled.string}", args).all()
     steps = [row[-1].strip() for row in plan]
-    assert any("USING INDEX widgetal_items_awaiting_review" in step for step in steps), steps
+    assert any(f"USING INDEX {index}" in step or f"USING COVERING INDEX {index}" in step
+               for step in steps), steps
     assert not {"SCAN i", "SCAN widgetal_items"} & set(steps), steps  # no pass over every item
 
 

@@ -90,6 +90,14 @@ sa.Index(
     sqlite_where=items.c.done_at.is_(None),
     postgresql_where=items.c.done_at.is_(None),
 )
+# With overlap, progress counts the items done on every click: this counts them without
+# reading every item (at 1,000,000 items the count read them all, 75-90 ms a click).
+sa.Index(
+    "widgetal_items_done",
+    items.c.id,
+    sqlite_where=items.c.done_at.is_not(None),
+    postgresql_where=items.c.done_at.is_not(None),
+)
 # "Does this labeller hold a lease?" is asked on every pop.
 sa.Index(
     "widgetal_items_leased_by",
