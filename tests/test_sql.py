@@ -56,8 +56,8 @@ def test_the_waiting_fallback_locks_without_skipping():
 @pytest.mark.parametrize("name", sorted(n for n in STATEMENTS if not n.endswith("_sqlite")))
 def test_postgresql_statements_stay_short_enough_for_psycopg_to_cache_their_parsing(name):
     # psycopg parses a statement's text afresh on every call once it is longer than this (or
-    # has more parameters): the click's statement crossing it cost a quarter of the labels/s
-    # of 16 labellers. The aliases in widgetal.sql keep it under.
+    # has more parameters): the click's statement crossing it cost a third more client CPU per
+    # click. The aliases in widgetal.sql keep it under.
     limits = pytest.importorskip("psycopg._queries")
     text = str(STATEMENTS[name].compile(dialect=psycopg.dialect()))
     assert len(text) <= limits.MAX_CACHED_STATEMENT_LENGTH, (name, len(text))

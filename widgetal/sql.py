@@ -26,7 +26,7 @@ from .schema import (
 
 # Statements name the items and ranks by short aliases, which keeps the click's statement under
 # the 4,096 characters up to which psycopg caches the parsing of a statement's text: past it,
-# every call parses it again (measured: a quarter fewer labels/s with 16 labellers).
+# every call parses it again (measured: 0.8-1.0 ms of client CPU a click against 0.6 ms).
 _items = items.alias("i")
 _ranks = ranks.alias("r")
 _i = _items.c
