@@ -567,6 +567,21 @@ def test_guesses_and_scores_come_back_exactly_whatever_the_labels_spell(db_url):
     queue.engine.dispose()
 
 
+def test_a_reloaded_page_gets_its_text_back_at_the_priority_it_was_served(queue):
+    # A reorder between the pop and the reload does not change what the labeller was served,
+    # which is what their label records.
+    queue.add(_texts(3))
+    queue.reorder([1, 2, 3], [0.9, 0.5, 0.1], ranked_by=1)
+    held = queue.pop("ana")
+    queue.reorder([1, 2, 3], [0.2, 0.5, 0.8], ranked_by=2)
+    again = queue.pop("ana")  # the page reloaded
+    assert (again.item_id, again.priority, again.ranked_by) == (held.item_id, 0.9, 1)
+    queue.submit(again.item_id, "positive", "ana")
+    assert queue.events()[["item_id", "priority", "ranked_by"]].values.tolist() == [
+        [held.item_id, 0.9, 1]
+    ]
+
+
 @pytest.mark.parametrize("n", [50, 20_000])  # in place, and the rewrite of the whole order
 def test_scores_and_guesses_given_in_any_order_land_on_their_own_items(db_url, n):
     # An orchestrator's scores come in pool order; reorder writes them in key order.

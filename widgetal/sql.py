@@ -261,25 +261,23 @@ relax_durability_postgresql = sa.text("SET LOCAL synchronous_commit TO OFF")
 # a plain string, run by the connect hook on the driver's own cursor).
 plan_once_postgresql = "SET plan_cache_mode TO force_generic_plan"
 
-# Renew the lease on an item this labeller holds (a reloaded page gets the same text back),
-# with the priority and run they were served it at: what their label will record.
-renew_lease = (
-    sa.update(_items)
-    .where(_i.id == sa.bindparam("item_id"))
-    .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
-    .returning(*_leased_columns)
-)
+def _renew(item_id: sa.ColumnElement) -> sa.Update:
+    # with the priority and run the item was served at: what the label will record
+    return (
+        sa.update(_items)
+        .where(_i.id == item_id)
+        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
+        .returning(*_leased_columns)
+    )
+
+
+# Renew the lease on an item this labeller holds (a reloaded page gets the same text back).
+renew_lease = _renew(sa.bindparam("item_id"))
 
 
 def _renew_own(own: sa.CTE) -> sa.CTE:
     """``renew_lease`` of the item in ``own`` (none if ``own`` is empty), as a CTE."""
-    return (
-        sa.update(_items)
-        .where(_i.id == sa.select(own.c.id).scalar_subquery())
-        .values(leased_by=_labeller, lease_expires_at=sa.bindparam("expires_at"))
-        .returning(*_leased_columns)
-        .cte("renewed")
-    )
+    return _renew(sa.select(own.c.id).scalar_subquery()).cte("renewed")
 
 
 def _own_or_next(audit: bool) -> sa.Select:
