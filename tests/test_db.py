@@ -96,6 +96,52 @@ def test_a_click_after_the_server_ended_its_pooled_connection_is_recorded(postgr
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
 
 
+def test_a_click_whose_session_ends_mid_statement_records_nothing_and_the_next_one_works(
+        postgres_url):
+    # The click's statement runs on psycopg directly (Database.hot): a session ended while it
+    # runs must still read as the database being unreachable, leave no label, and leave no
+    # dead connection in the pool for the next click.
+    import threading
+
+    queue = Queue(postgres_url, labels=["a", "b"])
+    queue.add(["one", "two", "three"])
+    item = queue.pop("ana")
+    admin = sa.create_engine(normalise_url(postgres_url), isolation_level="AUTOCOMMIT")
+    outcome = []
+
+    def click():
+        try:
+            outcome.append(queue.submit_and_pop(item.item_id, "a", "ana"))
+        except Exception as exc:  # noqa: BLE001 - the test asserts which
+            outcome.append(exc)
+
+    with admin.connect() as holder, admin.connect() as watcher:
+        holder.exec_driver_sql("BEGIN")
+        holder.execute(sa.text("SELECT id FROM widgetal_items WHERE id = :id FOR UPDATE"),
+                       {"id": item.item_id})  # the click's statement waits for this lock
+        clicking = threading.Thread(target=click)
+        clicking.start()
+        waiting = set()
+        for _ in range(500):
+            waiting = set(watcher.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'WITH won AS%%'").scalars())
+            if waiting:
+                break
+            time.sleep(0.01)
+        assert len(waiting) == 1
+        _end_sessions(postgres_url, waiting)
+        clicking.join(10)
+        holder.exec_driver_sql("ROLLBACK")
+    admin.dispose()
+    assert isinstance(outcome[0], DatabaseUnavailable), outcome
+    assert "Cannot reach the database" in str(outcome[0])
+    assert queue.labelled().empty  # the statement died with its session: nothing recorded
+    following = queue.submit_and_pop(item.item_id, "a", "ana")  # a fresh connection
+    assert following is not None and following.item_id != item.item_id
+    assert queue.labelled()[["item_id", "label"]].values.tolist() == [[item.item_id, "a"]]
+
+
 def test_a_live_pooled_connection_costs_no_ping_and_an_ended_one_is_replaced(postgres_url,
                                                                              monkeypatch):
     # The pre-ping's replacement: no round trip per click while the session lives.

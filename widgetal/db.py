@@ -19,7 +19,7 @@ import select
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -54,6 +54,7 @@ class Database:
         self.url = normalise_url(url)
         self.engine = _make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self._hot: dict[Any, sa.Compiled] = {}  # see hot(): statements compiled once
 
     @contextlib.contextmanager
     def write(self, durable: bool = True) -> Iterator[sa.Connection]:
@@ -95,6 +96,35 @@ class Database:
             with conn.execution_options(widgetal_begin="DEFERRED", widgetal_durable=False).begin():
                 yield conn
 
+    def hot(self, conn: sa.Connection, statement: Any, params: dict | None = None) -> list:
+        """The rows (attributes by column name) of a statement run on every click.
+
+        PostgreSQL: psycopg runs the statement, compiled once, itself. SQLAlchemy's execution
+        path (cache look-up, parameter and result handling) took more client CPU than the
+        rest of a click (a click 0.37-0.43 ms of CPU through it, 0.17-0.18 ms without), CPU
+        that sixteen labellers on the database's machine take from the server. Driver errors
+        come out as SQLAlchemy's, as from any other statement.
+        """
+        if self.dialect != "postgresql":
+            return conn.execute(statement, params or {}).all()
+        import psycopg
+        from psycopg.rows import namedtuple_row
+
+        compiled = self._hot.get(statement)
+        if compiled is None:
+            compiled = self._hot[statement] = statement.compile(dialect=conn.dialect)
+        raw = conn.connection.driver_connection
+        try:
+            with raw.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.execute(compiled.string, compiled.construct_params(params or {}))
+                return cursor.fetchall()
+        except psycopg.Error as exc:
+            lost = raw.broken or raw.closed
+            if lost:
+                conn.invalidate(exc)  # not back into the pool
+            raise sa.exc.DBAPIError.instance(compiled.string, None, exc, psycopg.Error,
+                                             connection_invalidated=bool(lost)) from exc
+
     def record_first_label(self, conn: sa.Connection, row: dict) -> bool:
         """Overlap 1: mark the item done if nobody did first and append the label ``row``
         (item_id, label, labeller, seconds, now), with what the labeller was
@@ -121,10 +151,10 @@ class Database:
         if self.dialect == "postgresql":
             statement = (sql.label_and_lease_audit_postgresql if audit
                          else sql.label_and_lease_postgresql)
-            found = conn.execute(statement, {**row, **params}).first()
-            if found is None:
+            found = self.hot(conn, statement, {**row, **params})
+            if not found:
                 return False, None
-            return True, None if found.id is None else found
+            return True, None if found[0].id is None else found[0]
         if not self.record_first_label(conn, row):
             return False, None
         return True, self.lease_own_or_next(conn, params, audit)
@@ -137,7 +167,8 @@ class Database:
         if self.dialect == "postgresql":
             statement = (sql.lease_own_or_next_audit_postgresql if audit
                          else sql.lease_own_or_next_postgresql)
-            return conn.execute(statement, params).first()
+            found = self.hot(conn, statement, params)
+            return found[0] if found else None
         own = conn.execute(sql.find_own_lease, params).scalar()
         if own is not None:
             return conn.execute(sql.renew_lease, {**params, "item_id": own}).one()

@@ -732,7 +732,7 @@ class Queue:
         # K = 1 reads one statement (and K, now and then): no snapshot across them is needed.
         with self.db.read(snapshot=self._overlap_value > 1) as conn:
             total, per_label, per_labeller = 0, {}, {}
-            for row in conn.execute(sql.read_progress):
+            for row in self.db.hot(conn, sql.read_progress):
                 if row.labeller is None:
                     total = row.n
                     continue
