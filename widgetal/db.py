@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import re
 import select
 import sqlite3
@@ -103,9 +104,10 @@ class Database:
         path (cache look-up, parameter and result handling) took more client CPU than the
         rest of a click (a click 0.37-0.43 ms of CPU through it, 0.17-0.18 ms without), CPU
         that sixteen labellers on the database's machine take from the server. Driver errors
-        come out as SQLAlchemy's, as from any other statement.
+        come out as SQLAlchemy's, as from any other statement. An engine someone watches
+        (statement events, SQLAlchemy's log) runs them through SQLAlchemy, so they see every one.
         """
-        if self.dialect != "postgresql":
+        if self.dialect != "postgresql" or _watched(conn):
             return conn.execute(statement, params or {}).all()
         import psycopg
         from psycopg.rows import namedtuple_row
@@ -333,6 +335,13 @@ class Database:
                 f"Cannot reach the database at {where}: {first_line(exc)}. Check that the "
                 "server is running and the URL is right; nothing was changed."
             ) from exc
+
+
+def _watched(conn: sa.Connection) -> bool:
+    """Whether statement events or SQLAlchemy's statement log are on for this connection."""
+    events = conn.dispatch
+    return bool(events.before_cursor_execute or events.after_cursor_execute
+                or conn.engine.logger.isEnabledFor(logging.INFO))
 
 
 def _use_wal(cursor) -> None:
