@@ -105,13 +105,14 @@ def _labeller(url: str, name: str, seconds: float, out, go, with_progress: bool 
     item = q.pop(name)
     out.put("ready")
     go.wait()  # all labellers start together, connected, as pgbench's clients do
+    cpu = time.process_time()
     end = time.monotonic() + seconds
     while item is not None and time.monotonic() < end:
         item = q.submit_and_pop(item.item_id, "negative", name)  # as the widget does per click
         if with_progress:
             q.progress(name)  # the widget also refreshes its counts on every click
         count += 1
-    out.put(count)
+    out.put((count, time.process_time() - cpu))
 
 
 def _bench_throughput(
@@ -130,7 +131,9 @@ def _bench_throughput(
     for _ in procs:  # started (Python and widgetal imported) and holding a first item
         out.get(timeout=300)
     go.set()
-    counts = [out.get(timeout=seconds + 300) for _ in procs]
+    busy = _busy_cpu_seconds()
+    counts, cpus = zip(*[out.get(timeout=seconds + 300) for _ in procs])
+    busy = _busy_cpu_seconds() - busy if busy is not None else None
     elapsed = time.perf_counter() - t
     for p in procs:
         p.join()
@@ -146,7 +149,21 @@ def _bench_throughput(
         f"{total / seconds:,.0f} labels/s (wall {elapsed:.1f} s incl. start-up), "
         f"{duplicates} duplicates; load average {os.getloadavg()[0]:.1f}"
     )
+    # With the database on this machine, the labellers' own CPU is taken from the server.
+    share = f" of the machine's {busy:.1f} busy CPU-seconds" if busy is not None else ""
+    print(f"    the labelling processes used {sum(cpus):.1f} CPU-seconds{share} "
+          f"({sum(cpus) / max(total, 1) * 1000:.2f} ms a label)")
     return total / seconds
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU-seconds all cores have spent busy since boot (Linux), else None."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def _pgbench(base: str, clients: int, seconds: int) -> float | None:
