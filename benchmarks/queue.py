@@ -159,9 +159,9 @@ def _bench_throughput(
 def _bench_against_pgbench(q: Queue, url: str, base: str, labellers: int, seconds: float,
                            pgbench_seconds: int, rounds: int) -> None:
     """labels/s as a ratio to pgbench's transactions/s, each round measuring both one after
-    the other: the machine's speed drifts between runs (pgbench alone gave 1,974-2,624 tps in
-    one night), so a ratio is only fair within a round, and its median over rounds is the
-    figure."""
+    the other: the machine's speed drifts between runs (pgbench alone gave 1,843-2,793 tps over
+    two days, and moved by half within one seven-minute run), so a ratio is only fair within a
+    round, and its median over rounds is the figure."""
     ratios, with_progress = [], []
     for r in range(1, rounds + 1):
         print(f"  round {r} of {rounds}")
@@ -291,7 +291,7 @@ def main(
     ),
     pgbench_seconds: int = typer.Option(20, help="How long pgbench runs."),
     rounds: int = typer.Option(
-        3, help="With --pgbench: rounds of labellers and pgbench, alternated (the ratio's "
+        3, min=1, help="With --pgbench: rounds of labellers and pgbench, alternated (the ratio's "
         "median sees the same load on both sides, where one run of each may not)."
     ),
 ):
