@@ -142,20 +142,24 @@ def test_a_click_whose_session_ends_mid_statement_records_nothing_and_the_next_o
     assert queue.labelled()[["item_id", "label"]].values.tolist() == [[item.item_id, "a"]]
 
 
-def test_an_engine_someone_watches_sees_every_statement_of_a_click(postgres_url):
+@pytest.mark.parametrize("event", ["before_cursor_execute", "before_execute"])
+def test_an_engine_someone_watches_sees_every_statement_of_a_click(postgres_url, event):
     # The click's statements skip SQLAlchemy's execution path for speed, but not past
-    # statement listeners (tests, tracing) or SQLAlchemy's statement log.
+    # statement listeners (tests, tracing), at the cursor or the statement, or its log.
     queue = Queue(postgres_url, labels=["a", "b"])
     queue.add(["one", "two", "three"])
     item = queue.pop("ana")
     seen = []
-    sa.event.listen(queue.engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_: seen.append(statement))
+    where = 2 if event == "before_cursor_execute" else 1  # (conn, cursor, statement, ...)
+    sa.event.listen(queue.engine, event, lambda *args: seen.append(args[where]))
     following = queue.submit_and_pop(item.item_id, "a", "ana")
     queue.progress("ana")
     assert following is not None
-    assert any(s.startswith("WITH won AS") for s in seen), seen  # the click
-    assert any("widgetal_label_counts" in s for s in seen), seen  # its progress
+    if event == "before_execute":  # given the statement objects sql.py names
+        assert sql.label_and_lease_postgresql in seen and sql.read_progress in seen, seen
+    else:  # given the SQL text sent to the driver
+        assert any(s.startswith("WITH won AS") for s in seen), seen  # the click
+        assert any("widgetal_label_counts" in s for s in seen), seen  # its progress
 
 
 def test_a_live_pooled_connection_costs_no_ping_and_an_ended_one_is_replaced(postgres_url,

@@ -338,9 +338,11 @@ class Database:
 
 
 def _watched(conn: sa.Connection) -> bool:
-    """Whether statement events or SQLAlchemy's statement log are on for this connection."""
+    """Whether statement events (at the statement or the cursor) or SQLAlchemy's statement
+    log are on for this connection."""
     events = conn.dispatch
-    return bool(events.before_cursor_execute or events.after_cursor_execute
+    return bool(events.before_execute or events.after_execute
+                or events.before_cursor_execute or events.after_cursor_execute
                 or conn.engine.logger.isEnabledFor(logging.INFO))
 
 
