@@ -125,6 +125,21 @@ def test_submit_and_pop_records_the_label_and_leases_the_next_item_at_once(queue
 
 
 
+def test_the_item_a_click_hands_out_reads_as_the_queue_reads_it(queue):
+    # On PostgreSQL the click's rows come from psycopg itself (Database.hot), past
+    # SQLAlchemy's result handling: every field must still read as items() reads it.
+    queue.add(pd.DataFrame({"text": ["one", "two", "three"], "source": ["a", "b", "c"]}))
+    queue.reorder([1, 2, 3], [0.9, 0.5, 0.1], ranked_by=4,
+                  guesses=(["positive", "negative", "positive"], [0.8, 0.6, 0.7]))
+    first = queue.pop("ana")
+    second = queue.submit_and_pop(first.item_id, "positive", "ana")
+    assert second == queue.items([second.item_id])[0]
+    assert (second.item_id, second.meta, second.ranked_by, second.guess_label) == (
+        2, {"source": "b"}, 4, "negative")
+    assert type(second.priority) is float and second.priority == 0.5
+    assert second.guess_proba == pytest.approx(0.6) and second.audit is False
+
+
 def test_a_label_records_what_its_labeller_was_served(queue):
     # Provenance comes from the item row the first label closes (one statement on PostgreSQL,
     # two on SQLite): the priority and ranking run it was served with, not the later ones.
