@@ -103,9 +103,9 @@ class Database:
         PostgreSQL: psycopg runs the statement, compiled once, itself, skipping SQLAlchemy's
         execution path (cache look-up, parameter and result handling): a click's client CPU
         fell by about a third (medians 0.48 -> 0.33 ms), CPU that labellers on the database's
-        machine take from the server. Driver errors
-        come out as SQLAlchemy's, as from any other statement. An engine someone watches
-        (statement events, SQLAlchemy's log) runs them through SQLAlchemy, so they see every one.
+        machine take from the server. Driver errors come out as SQLAlchemy's, as from any other
+        statement. An engine someone watches (statement events, SQLAlchemy's log) runs them
+        through SQLAlchemy, so they see every one.
         """
         if self.dialect != "postgresql" or _watched(conn):
             return conn.execute(statement, params or {}).all()
